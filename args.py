@@ -1,0 +1,178 @@
+"""Command-line / JSON configuration: three dataclasses of ours plus transformers' TrainingArguments.
+
+Option names follow the Hugging Face question-answering example so that recipes written
+for it run here unchanged. Unknown options are an error with a suggestion, never ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from transformers import HfArgumentParser, TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_MODEL = "models/all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A problem with the user's arguments, reported without a traceback."""
+
+
+@dataclass
+class ModelArguments:
+    _argument_group_name = "model"
+
+    model_name_or_path: str = field(
+        default=DEFAULT_BASE_MODEL,
+        metadata={"help": "Model directory or Hub id of a BERT-family encoder (a LoRA adapter directory also works)."},
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Config name or path, if not the model's."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+
+
+@dataclass
+class DataTrainingArguments:
+    _argument_group_name = "data"
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset name (e.g. squad, squad_v2)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training data: SQuAD json, flat json/jsonl records, csv or parquet."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluation data (same formats)."})
+    test_file: str | None = field(default=None, metadata={"help": "Prediction data (answers optional)."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute tokenized features."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start training over instead of resuming from the last checkpoint in output_dir."},
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    max_seq_length: int = field(default=384, metadata={"help": "Tokens per window (question + context)."})
+    doc_stride: int = field(default=128, metadata={"help": "Tokens of overlap between consecutive context windows."})
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every window to max_seq_length (slower); by default batches are padded dynamically."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N train examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N eval examples."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test examples."})
+    version_2_with_negative: bool = field(
+        default=False, metadata={"help": "Data has unanswerable questions (SQuAD v2): allow empty predictions."}
+    )
+    null_score_diff_threshold: float = field(
+        default=0.0,
+        metadata={"help": "Predict no answer when null score - best span score exceeds this (v2 only)."},
+    )
+    n_best_size: int = field(default=20, metadata={"help": "Candidate starts/ends kept per window, and n-best size."})
+    max_answer_length: int = field(default=30, metadata={"help": "Longest answer in tokens."})
+    max_bad_fraction: float = field(
+        default=0.01,
+        metadata={"help": "Stop when more than this fraction of a file's records is unusable (0 = any defect stops)."},
+    )
+
+    def __post_init__(self) -> None:
+        if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
+            raise ConfigError("No data given: pass dataset_name or at least one of train_file/validation_file/test_file.")
+        if self.doc_stride >= self.max_seq_length:
+            raise ConfigError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length}).")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ConfigError(f"max_bad_fraction must be within [0, 1], got {self.max_bad_fraction}.")
+        for name in ("n_best_size", "max_answer_length", "max_seq_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+
+
+@dataclass
+class LoraArguments:
+    _argument_group_name = "lora"
+
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Module names to adapt; default chosen from the model architecture."}
+    )
+    lora_bias: str = field(default="none", metadata={"help": "Bias training: none, all or lora_only."})
+    merge_lora: bool = field(
+        default=False, metadata={"help": "Also save a merged full model (loadable without peft) in output_dir/merged."}
+    )
+
+
+class QATrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments, shown under their own heading in -h."""
+
+    _argument_group_name = "training (transformers.TrainingArguments)"
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, LoraArguments, QATrainingArguments)
+
+
+def build_parser() -> HfArgumentParser:
+    # allow_abbrev=False: a misspelt or truncated flag must not silently match a longer one.
+    return HfArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False, description="Train and evaluate an extractive QA model.")
+
+
+def _field_names() -> list[str]:
+    return [f.name for cls in ARGUMENT_CLASSES for f in fields(cls) if f.init]
+
+
+def _unknown(names: list[str], where: str) -> ConfigError:
+    known = _field_names()
+    lines = []
+    for name in names:
+        close = difflib.get_close_matches(name.lstrip("-"), known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        lines.append(f"'{name}'{hint}")
+    return ConfigError(f"Unknown argument(s) in {where}: {', '.join(lines)}. See `python run_qa.py -h`.")
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse `[config.json] [--flag value ...]`; flags override the JSON file."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0].endswith(".json"):
+        config_path = Path(argv.pop(0))
+        if not config_path.is_file():
+            raise ConfigError(f"Config file not found: {config_path}")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{config_path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+        if not isinstance(config, dict):
+            raise ConfigError(f"{config_path}: expected a JSON object of option names to values.")
+        unknown = sorted(set(config) - set(_field_names()))
+        if unknown:
+            raise _unknown(unknown, str(config_path))
+        parser.set_defaults(**config)
+    try:
+        *parsed, remaining = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True, look_for_args_file=False
+        )
+    except ConfigError:
+        raise
+    except ValueError as err:  # TrainingArguments' own consistency checks
+        raise ConfigError(str(err)) from None
+    if remaining:
+        raise _unknown([r for r in remaining if r.startswith("-")] or remaining, "the command line")
+    model_args, data_args, lora_args, training_args = parsed
+    return model_args, data_args, lora_args, training_args
+
+
+def resolved_arguments(*arg_objects) -> dict:
+    """All arguments as one JSON-ready dict, for the run's record."""
+    resolved = {}
+    for obj in arg_objects:
+        values = obj.to_dict() if isinstance(obj, TrainingArguments) else asdict(obj)
+        resolved[type(obj).__name__] = values
+    return json.loads(json.dumps(resolved, default=str))

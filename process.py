@@ -1,0 +1,269 @@
+"""Stage 2: the model and the transformers Trainer (optionally with LoRA adapters).
+
+`QATrainer` runs span decoding and SQuAD scoring inside `evaluate`/`predict`, on every
+process, so that all ranks see the same metrics (needed for `load_best_model_at_end`
+under DDP); only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    default_data_collator,
+)
+from transformers.trainer_utils import speed_metrics
+
+from args import ConfigError
+from postprocess import PostProcess
+
+logger = logging.getLogger(__name__)
+
+# Attention projections to adapt with LoRA, by `config.model_type`.
+LORA_TARGETS = {
+    "bert": ["query", "key", "value"],
+    "roberta": ["query", "key", "value"],
+    "xlm-roberta": ["query", "key", "value"],
+    "camembert": ["query", "key", "value"],
+    "electra": ["query", "key", "value"],
+    "albert": ["query", "key", "value"],
+    "mobilebert": ["query", "key", "value"],
+    "distilbert": ["q_lin", "k_lin", "v_lin"],
+    "deberta-v2": ["query_proj", "key_proj", "value_proj"],
+    "deberta": ["in_proj"],
+}
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(path: str) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def _hub_kwargs(model_args) -> dict:
+    return {
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+        "token": model_args.token,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+
+
+def _cannot_load(what: str, name: str, err: Exception) -> ConfigError:
+    return ConfigError(
+        f"Cannot load the {what} from '{name}': {err}\n"
+        "Give a local model directory (e.g. models/all-MiniLM-L6-v2, made by `make base-model`) "
+        "or a Hub id when online."
+    )
+
+
+def adapter_base_model(path: str) -> str:
+    import json
+
+    return json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8"))["base_model_name_or_path"]
+
+
+def load_tokenizer(model_args):
+    """A fast tokenizer (offset mappings are required); adapter directories carry their own copy."""
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    if is_adapter_dir(name) and not (Path(name) / "tokenizer_config.json").is_file():
+        name = adapter_base_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(name, use_fast=True, **_hub_kwargs(model_args))
+    except (OSError, ValueError) as err:
+        raise _cannot_load("tokenizer", name, err) from None
+
+
+def load_model(model_args, lora_args, is_trainable: bool = True):
+    """A question-answering model: full weights, a LoRA adapter directory, or a new LoRA wrapper."""
+    name = model_args.model_name_or_path
+    if is_adapter_dir(name):
+        from peft import PeftModel
+
+        base = _load_full_model(model_args, adapter_base_model(name))
+        logger.info("Loading LoRA adapter from %s on top of %s", name, adapter_base_model(name))
+        return PeftModel.from_pretrained(base, name, is_trainable=is_trainable)
+    model = _load_full_model(model_args, name)
+    if lora_args is not None and lora_args.use_lora:
+        model = add_lora(model, lora_args)
+    return model
+
+
+def _load_full_model(model_args, name: str):
+    try:
+        config = AutoConfig.from_pretrained(model_args.config_name or name, **_hub_kwargs(model_args))
+    except (OSError, ValueError) as err:
+        raise _cannot_load("model config", name, err) from None
+    try:
+        return AutoModelForQuestionAnswering.from_pretrained(name, config=config, **_hub_kwargs(model_args))
+    except ValueError as err:
+        raise ConfigError(
+            f"'{name}' ({config.model_type}) has no question-answering model class in transformers: {err}"
+        ) from None
+    except OSError as err:
+        raise _cannot_load("model weights", name, err) from None
+
+
+def lora_target_modules(model, lora_args) -> list[str]:
+    if lora_args.lora_target_modules:
+        return list(lora_args.lora_target_modules)
+    model_type = model.config.model_type
+    if model_type not in LORA_TARGETS:
+        raise ConfigError(
+            f"No default LoRA target modules for model type '{model_type}'. "
+            f"Pass --lora_target_modules (known defaults: {sorted(LORA_TARGETS)})."
+        )
+    return LORA_TARGETS[model_type]
+
+
+def add_lora(model, lora_args):
+    """Wrap the model in LoRA adapters; the new QA head is always trained and saved in full."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.QUESTION_ANS,
+        r=lora_args.lora_r,
+        lora_alpha=lora_args.lora_alpha,
+        lora_dropout=lora_args.lora_dropout,
+        target_modules=lora_target_modules(model, lora_args),
+        bias=lora_args.lora_bias,
+        modules_to_save=["qa_outputs"],
+    )
+    model = get_peft_model(model, config)
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("LoRA: %d trainable of %d parameters (%.2f%%)", trainable, total, 100 * trainable / total)
+    return model
+
+
+class QATrainer(Trainer):
+    """A Trainer whose evaluate/predict decode spans and compute SQuAD metrics."""
+
+    def __init__(self, *args, post_process: PostProcess, eval_examples: Dataset | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.post_process = post_process
+        self.eval_examples = eval_examples
+
+    def _decode_and_score(self, dataloader, examples, features, prefix: str, description: str):
+        start_time = time.time()
+        output = self.evaluation_loop(
+            dataloader, description=description, prediction_loss_only=False, metric_key_prefix=prefix
+        )
+        decoded, scores = self.post_process(examples, features, output.predictions, prefix=prefix)
+        metrics = {f"{prefix}_{key}": value for key, value in scores.items()}
+        metrics[f"{prefix}_examples"] = len(examples)
+        metrics[f"{prefix}_features"] = len(features)
+        metrics.update(
+            speed_metrics(
+                prefix,
+                start_time,
+                num_samples=len(features),
+                num_steps=math.ceil(len(features) / (self.args.eval_batch_size * self.args.world_size)),
+            )
+        )
+        return decoded, metrics
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", eval_examples=None):
+        features = self.eval_dataset if eval_dataset is None else eval_dataset
+        examples = self.eval_examples if eval_examples is None else eval_examples
+        if features is None or examples is None:
+            raise ValueError("evaluate() needs evaluation features and their examples.")
+        self._memory_tracker.start()
+        dataloader = self.get_eval_dataloader(features)
+        _, metrics = self._decode_and_score(dataloader, examples, features, metric_key_prefix, "Evaluation")
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self._memory_tracker.stop_and_update_metrics(metrics)
+        return metrics
+
+    def predict(self, test_dataset, test_examples=None, ignore_keys=None, metric_key_prefix: str = "predict"):
+        if test_examples is None:
+            raise ValueError("predict() needs the test examples the features were made from.")
+        dataloader = self.get_test_dataloader(test_dataset)
+        decoded, metrics = self._decode_and_score(dataloader, test_examples, test_dataset, metric_key_prefix, "Prediction")
+        self.log(metrics)
+        return decoded, metrics
+
+
+class Process:
+    """Stage 2: builds the model and the QATrainer, then trains, evaluates and predicts."""
+
+    def __init__(self, model_args, data_args, lora_args, training_args, tokenizer):
+        self.model_args = model_args
+        self.data_args = data_args
+        self.lora_args = lora_args
+        self.training_args = training_args
+        self.tokenizer = tokenizer
+        self.post_process = PostProcess(
+            n_best_size=data_args.n_best_size,
+            max_answer_length=data_args.max_answer_length,
+            version_2_with_negative=data_args.version_2_with_negative,
+            null_score_diff_threshold=data_args.null_score_diff_threshold,
+            output_dir=training_args.output_dir if training_args.should_save else None,
+        )
+        self.trainer: QATrainer | None = None
+
+    def _collator(self):
+        if self.data_args.pad_to_max_length:
+            return default_data_collator
+        # Multiples of 8 keep tensor-core shapes on GPUs; they cost nothing measurable on CPU.
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=8)
+
+    def build_trainer(
+        self,
+        train_features: Dataset | None = None,
+        eval_examples: Dataset | None = None,
+        eval_features: Dataset | None = None,
+    ) -> QATrainer:
+        model = load_model(self.model_args, self.lora_args, is_trainable=self.training_args.do_train)
+        self.trainer = QATrainer(
+            model=model,
+            args=self.training_args,
+            train_dataset=train_features,
+            eval_dataset=eval_features,
+            eval_examples=eval_examples,
+            processing_class=self.tokenizer,
+            data_collator=self._collator(),
+            post_process=self.post_process,
+        )
+        return self.trainer
+
+    def train(self, resume_from_checkpoint: str | None = None) -> dict:
+        trainer = self.trainer
+        result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        trainer.save_model()
+        if self.lora_args.use_lora and self.lora_args.merge_lora and trainer.args.should_save:
+            self.save_merged(Path(trainer.args.output_dir) / "merged")
+        metrics = dict(result.metrics)
+        metrics["train_features"] = len(trainer.train_dataset)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        return metrics
+
+    def save_merged(self, directory: Path) -> None:
+        """A plain transformers model with the adapters folded in: loads without peft."""
+        merged = self.trainer.model.merge_and_unload()
+        merged.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        logger.info("Merged LoRA model saved to %s", directory)
+
+    def evaluate(self) -> dict:
+        metrics = self.trainer.evaluate()
+        self.trainer.log_metrics("eval", metrics)
+        self.trainer.save_metrics("eval", metrics)
+        return metrics
+
+    def predict(self, test_examples: Dataset, test_features: Dataset) -> dict:
+        _, metrics = self.trainer.predict(test_features, test_examples)
+        self.trainer.log_metrics("predict", metrics)
+        self.trainer.save_metrics("predict", metrics)
+        return metrics

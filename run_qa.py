@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Fine-tune and evaluate an extractive question-answering model on SQuAD-format data.
+
+    python run_qa.py args.json [--flag value ...]
+    python run_qa.py --model_name_or_path models/all-MiniLM-L6-v2 --train_file train.json ...
+    accelerate launch run_qa.py args.json
+
+The pipeline: parse arguments, find the checkpoint to resume from, check and tokenize
+the data (preprocess.py), train (process.py), decode and score (postprocess.py), save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import datasets
+import transformers
+from transformers import set_seed
+
+from args import ConfigError, parse_args, resolved_arguments
+from preprocess import DataError, Preprocess
+from process import Process, load_tokenizer
+
+logger = logging.getLogger("run_qa")
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
+V1_METRICS = ("exact_match", "f1")
+V2_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1")
+
+
+def setup_logging(training_args) -> None:
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler(sys.stdout)]
+    )
+    # Our own stages and the Trainer's progress messages at INFO on the main process; the rest
+    # of transformers/datasets at their usual (quieter) level. Replicas only warn.
+    level = training_args.get_process_log_level()
+    ours = logging.INFO if training_args.should_log and level >= logging.INFO else level
+    logging.getLogger().setLevel(level)
+    for name in ("run_qa", "preprocess", "process", "postprocess"):
+        logging.getLogger(name).setLevel(ours)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.get_logger("transformers.trainer").setLevel(ours)
+
+
+def choose_stages(data_args, training_args) -> None:
+    """Without any --do_* flag, do what the given files allow."""
+    # do_eval alone may come from TrainingArguments itself (set whenever eval_strategy != "no").
+    eval_only = training_args.do_eval and training_args.eval_strategy == "no"
+    if not (training_args.do_train or training_args.do_predict or eval_only):
+        training_args.do_train = bool(data_args.train_file or data_args.dataset_name)
+        training_args.do_eval = bool(training_args.do_eval or data_args.validation_file or data_args.dataset_name)
+        training_args.do_predict = bool(data_args.test_file)
+        logger.info(
+            "No --do_train/--do_eval/--do_predict given; running: %s",
+            ", ".join(s for s in ("train", "eval", "predict") if getattr(training_args, f"do_{s}")),
+        )
+    needs = {"do_train": "train_file", "do_eval": "validation_file", "do_predict": "test_file"}
+    for flag, file_arg in needs.items():
+        if getattr(training_args, flag) and not (getattr(data_args, file_arg) or data_args.dataset_name):
+            raise ConfigError(f"--{flag} needs --{file_arg} (or --dataset_name).")
+
+
+def check_best_metric(data_args, training_args) -> None:
+    """QA evaluation has no loss: steer metric_for_best_model to a metric that exists."""
+    if not training_args.load_best_model_at_end and not training_args.metric_for_best_model:
+        return
+    name = training_args.metric_for_best_model or "loss"
+    bare = name[len("eval_") :] if name.startswith("eval_") else name
+    if bare == "loss":
+        logger.warning("QA evaluation computes no loss; using metric_for_best_model=eval_f1 instead of '%s'.", name)
+        training_args.metric_for_best_model, training_args.greater_is_better = "eval_f1", True
+        return
+    allowed = V2_METRICS if data_args.version_2_with_negative else V1_METRICS
+    if bare not in allowed:
+        raise ConfigError(
+            f"metric_for_best_model='{name}' is not computed; choose one of {['eval_' + m for m in allowed]}."
+        )
+    training_args.greater_is_better = True
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint is complete once trainer_state.json, written last, parses."""
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any((path / name).is_file() for name in WEIGHT_FILES)
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = sorted(
+        (p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for checkpoint in checkpoints:
+        if is_complete_checkpoint(checkpoint):
+            return checkpoint
+        logger.warning("Skipping incomplete checkpoint %s (interrupted while saving?).", checkpoint)
+    return None
+
+
+def find_resume_checkpoint(data_args, training_args) -> str | None:
+    """Resume from the last complete checkpoint; never overwrite a finished model silently."""
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    output_dir = Path(training_args.output_dir)
+    if not training_args.do_train or not output_dir.is_dir():
+        return None
+    if data_args.overwrite_output_dir:
+        for stale in output_dir.glob("checkpoint-*"):
+            if training_args.should_save:
+                shutil.rmtree(stale, ignore_errors=True)
+        logger.info("--overwrite_output_dir: starting over in %s", output_dir)
+        return None
+    checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is not None:
+        logger.info("Resuming training from %s (pass --overwrite_output_dir to start over).", checkpoint)
+        return str(checkpoint)
+    if any((output_dir / name).is_file() for name in WEIGHT_FILES):
+        raise ConfigError(
+            f"{output_dir} already holds a trained model and no checkpoint to resume from. "
+            "Pass --overwrite_output_dir to train again there, or choose another --output_dir."
+        )
+    return None
+
+
+def check_sequence_length(data_args, tokenizer) -> None:
+    limit = tokenizer.model_max_length
+    if limit and limit < 1_000_000 and data_args.max_seq_length > limit:
+        raise ConfigError(f"max_seq_length={data_args.max_seq_length} exceeds the model's limit of {limit} tokens.")
+
+
+def write_json(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run(model_args, data_args, lora_args, training_args) -> dict:
+    choose_stages(data_args, training_args)
+    check_best_metric(data_args, training_args)
+    checkpoint = find_resume_checkpoint(data_args, training_args)
+    set_seed(training_args.seed)
+
+    tokenizer = load_tokenizer(model_args)
+    check_sequence_length(data_args, tokenizer)
+    preprocess = Preprocess(data_args, tokenizer, model_args)
+    splits = [s for s, flag in (("train", "do_train"), ("validation", "do_eval"), ("test", "do_predict")) if getattr(training_args, flag)]
+    examples = preprocess.load(splits)
+    output_dir = Path(training_args.output_dir)
+    if training_args.should_save:
+        write_json(output_dir / "run_args.json", resolved_arguments(model_args, data_args, lora_args, training_args))
+        write_json(output_dir / "data_report.json", preprocess.report())
+
+    with training_args.main_process_first(desc="tokenizing"):
+        train_features = preprocess.train_features(examples["train"]) if training_args.do_train else None
+        eval_features = preprocess.eval_features(examples["validation"]) if training_args.do_eval else None
+        test_features = preprocess.eval_features(examples["test"]) if training_args.do_predict else None
+
+    process = Process(model_args, data_args, lora_args, training_args, tokenizer)
+    trainer = process.build_trainer(train_features, examples.get("validation"), eval_features)
+    results = {}
+    data_counts = {f"{split}_{k}": v for split, r in preprocess.reports.items() for k, v in r.counts().items()}
+    if training_args.do_train:
+        results.update(process.train(checkpoint))
+    if training_args.do_eval:
+        results.update(process.evaluate())
+    if training_args.do_predict:
+        results.update(process.predict(examples["test"], test_features))
+    trainer.save_metrics("data", data_counts, combined=True)
+    results.update(data_counts)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        model_args, data_args, lora_args, training_args = parse_args(argv)
+        setup_logging(training_args)
+        run(model_args, data_args, lora_args, training_args)
+    except (ConfigError, DataError) as err:
+        logging.basicConfig()
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

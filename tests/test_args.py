@@ -1,0 +1,87 @@
+"""Argument parsing: JSON, command line, JSON plus overrides, and loud failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from args import ConfigError, parse_args
+from conftest import ROOT
+
+
+def write_config(tmp_path, **values):
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"train_file": "t.json", "output_dir": str(tmp_path / "out"), **values}), encoding="utf-8")
+    return str(path)
+
+
+def test_json_file(tmp_path):
+    model, data, lora, training = parse_args([write_config(tmp_path, doc_stride=64, lora_dropout=0.05, learning_rate=1e-4)])
+    assert data.train_file == "t.json" and data.doc_stride == 64
+    assert lora.lora_dropout == 0.05 and isinstance(lora.lora_dropout, float)
+    assert training.learning_rate == 1e-4 and training.output_dir == str(tmp_path / "out")
+    assert model.model_name_or_path == "models/all-MiniLM-L6-v2"
+
+
+def test_command_line(tmp_path):
+    _, data, lora, training = parse_args(
+        ["--train_file", "a.json", "--max_seq_length", "256", "--use_lora", "--lora_dropout", "0.2",
+         "--lora_target_modules", "query", "value", "--output_dir", str(tmp_path), "--num_train_epochs", "2"]
+    )
+    assert data.max_seq_length == 256 and lora.use_lora and lora.lora_dropout == 0.2
+    assert lora.lora_target_modules == ["query", "value"] and training.num_train_epochs == 2
+
+
+def test_command_line_overrides_json(tmp_path):
+    config = write_config(tmp_path, num_train_epochs=5, doc_stride=64)
+    _, data, _, training = parse_args([config, "--num_train_epochs", "1", "--version_2_with_negative"])
+    assert training.num_train_epochs == 1 and data.doc_stride == 64 and data.version_2_with_negative
+
+
+def test_unknown_json_key_is_an_error_with_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match=r"'num_train_epoch' \(did you mean 'num_train_epochs'\?\)") as err:
+        parse_args([write_config(tmp_path, num_train_epoch=2)])
+    assert "args.json" in str(err.value)
+
+
+def test_unknown_flag_is_an_error_with_suggestion():
+    with pytest.raises(ConfigError, match=r"'--doc_strid' \(did you mean 'doc_stride'\?\)"):
+        parse_args(["--train_file", "a.json", "--doc_strid", "64"])
+
+
+def test_abbreviated_flag_is_not_silently_expanded():
+    with pytest.raises(ConfigError, match="--num_train"):
+        parse_args(["--train_file", "a.json", "--num_train", "3"])
+
+
+def test_invalid_values_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="doc_stride"):
+        parse_args(["--train_file", "a.json", "--max_seq_length", "128", "--doc_stride", "128"])
+    with pytest.raises(ConfigError, match="No data given"):
+        parse_args(["--output_dir", str(tmp_path)])
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"train_file": "a.json",}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="invalid JSON at line 1"):
+        parse_args([str(bad)])
+
+
+def test_help_lists_every_group():
+    result = subprocess.run([sys.executable, "run_qa.py", "-h"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for heading in ("model:", "data:", "lora:", "training (transformers.TrainingArguments):"):
+        assert heading in result.stdout
+    for option in ("--model_name_or_path", "--doc_stride", "--null_score_diff_threshold", "--lora_r", "--learning_rate"):
+        assert option in result.stdout
+
+
+def test_run_qa_reports_config_errors_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run_qa.py", write_config(tmp_path, bogus_option=1)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "bogus_option" in output and "Traceback" not in output

@@ -1,0 +1,265 @@
+"""Stage 1: reading, checking, repairing and windowing."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from args import DataTrainingArguments
+from conftest import make_record, write_flat
+from preprocess import DataError, Preprocess, label_span, locate_span, normalize_answers, read_records
+
+LONG_CONTEXT = " ".join(f"Sentence number {i} mentions the filter code F{i:03d} for unit {i}." for i in range(60))
+
+
+def data_args(**overrides) -> DataTrainingArguments:
+    values = {"train_file": "unused.json", "max_seq_length": 64, "doc_stride": 16}
+    values.update(overrides)
+    return DataTrainingArguments(**values)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def test_all_file_layouts_read_to_the_same_records(tmp_path):
+    records = [
+        make_record("a", "Alpha beta gamma.", "Which letter?", "beta"),
+        make_record("b", "Delta epsilon.", "Which one?", None, is_impossible=True),
+    ]
+    flat = write_flat(tmp_path / "flat.json", records)
+    (tmp_path / "lines.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    nested = {
+        "version": "v2.0",
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {"context": "Alpha beta gamma.", "qas": [{"id": "a", "question": "Which letter?", "answers": [{"text": "beta", "answer_start": 6}]}]},
+                    {"context": "Delta epsilon.", "qas": [{"id": "b", "question": "Which one?", "answers": [], "is_impossible": True}]},
+                ],
+            }
+        ],
+    }
+    (tmp_path / "nested.json").write_text(json.dumps(nested), encoding="utf-8")
+    with open(tmp_path / "table.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "title", "context", "question", "answers", "is_impossible"])
+        writer.writeheader()
+        for r in records:
+            writer.writerow({**r, "answers": json.dumps(r["answers"]), "is_impossible": r.get("is_impossible", False)})
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "table.parquet")
+
+    tok = _tokenizer()
+    results = []
+    for name in ("flat.json", "lines.jsonl", "nested.json", "table.csv", "table.parquet"):
+        pre = Preprocess(data_args(train_file=str(tmp_path / name), version_2_with_negative=True), tok)
+        ds = pre.load(["train"])["train"]
+        results.append([(r["id"], r["question"], r["answers"]["text"], r["answers"]["answer_start"]) for r in ds])
+    assert all(r == results[0] for r in results), results
+    assert results[0] == [("a", "Which letter?", ["beta"], [6]), ("b", "Which one?", [], [])]
+
+
+def _tokenizer():
+    from conftest import minilm_path
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_path()))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "invalid JSON at line 1"),
+        ('{"nodata": []}', "'data' list"),
+        ("", "invalid JSON"),
+    ],
+)
+def test_bad_files_name_the_file_and_problem(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message) as err:
+        read_records(path)
+    assert "bad.json" in str(err.value)
+
+
+def test_missing_file_and_unknown_extension(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_records(tmp_path / "nope.json")
+    (tmp_path / "data.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(DataError, match="unsupported extension '.txt'"):
+        read_records(tmp_path / "data.txt")
+
+
+def test_answer_layouts_are_normalized():
+    expected = [("beta", 6)]
+    assert normalize_answers({"text": ["beta"], "answer_start": [6]}) == expected
+    assert normalize_answers({"text": "beta", "answer_start": 6}) == expected
+    assert normalize_answers([{"text": "beta", "answer_start": "6"}]) == expected
+    assert normalize_answers('{"text": ["beta"], "answer_start": [6]}') == expected
+    assert normalize_answers("beta") == [("beta", None)]
+    assert normalize_answers(None) == [] and normalize_answers([]) == []
+
+
+# ---------------------------------------------------------------- span checks
+
+
+def test_locate_span_exact_repaired_and_failures():
+    context = "The valve opens at 5 bar; the pump stops at 5 bar."
+    assert locate_span(context, "5 bar", 19) == (19, "exact")
+    assert locate_span(context, "5 bar", 16) == (19, "repaired")  # off by three
+    assert locate_span(context, "5 bar", 42) == (44, "repaired")  # nearest of two occurrences
+    assert locate_span(context, "5 bar", None) == (19, "ambiguous")
+    assert locate_span(context, "valve", None) == (4, "located")
+    assert locate_span(context, "7 bar", 19)[0] is None
+    assert locate_span(context, "5 bar", 500)[0] is None
+    assert locate_span(context, "5 bar", -3)[0] is None
+
+
+def test_defects_are_reported_and_rare_ones_dropped(tmp_path):
+    context = "The valve opens at 5 bar and closes at 2 bar."
+    records = [make_record(f"ok-{i}", context, f"Question {i}?", "5 bar") for i in range(8)]
+    records.append(make_record("shifted", context, "Closing pressure?", "2 bar", start=context.index("2 bar") - 2))
+    records.append(make_record("absent", context, "Opening?", "9 bar", start=3))
+    path = write_flat(tmp_path / "train.json", records)
+
+    with pytest.raises(DataError) as err:  # 1 of 10 unusable > 1%
+        Preprocess(data_args(train_file=str(path)), _tokenizer()).load(["train"])
+    message = str(err.value)
+    assert "train.json" in message and "record 9" in message and "'absent'" in message and "answers.answer_start" in message
+
+    pre = Preprocess(data_args(train_file=str(path), max_bad_fraction=0.2), _tokenizer())
+    ds = pre.load(["train"])["train"]
+    report = pre.reports["train"]
+    assert len(ds) == 9 and "absent" not in ds["id"]
+    assert report.repaired_spans == 1 and report.repaired_ids == ["shifted"]
+    assert [d.id for d in report.dropped] == ["absent"]
+    shifted = ds[list(ds["id"]).index("shifted")]
+    assert shifted["answers"]["answer_start"] == [context.index("2 bar")]
+
+
+def test_evaluation_records_with_unlocatable_spans_are_kept(tmp_path):
+    context = "The valve opens at 5 bar."
+    path = write_flat(tmp_path / "dev.json", [make_record("x", context, "Q?", "7 bar", start=3)])
+    pre = Preprocess(data_args(validation_file=str(path)), _tokenizer())
+    ds = pre.load(["validation"])["validation"]
+    assert ds["id"] == ["x"] and ds[0]["answers"]["text"] == ["7 bar"]
+    assert [d.id for d in pre.reports["validation"].unlocated] == ["x"]
+
+
+@pytest.mark.parametrize(
+    "record, field",
+    [
+        ({"id": "a", "context": "c", "answers": []}, "question"),
+        ({"id": "a", "question": "q?", "context": 5, "answers": []}, "context"),
+        ({"id": "a", "question": "q?", "context": "   ", "answers": []}, "context"),
+        ({"id": "a", "question": "  ", "context": "c", "answers": []}, "question"),
+    ],
+)
+def test_record_level_field_errors_name_the_field(tmp_path, record, field):
+    path = write_flat(tmp_path / "train.json", [record])
+    with pytest.raises(DataError, match=f"field '{field}'"):
+        Preprocess(data_args(train_file=str(path)), _tokenizer()).load(["train"])
+
+
+def test_questions_are_stripped_and_missing_ids_generated_stably(tmp_path):
+    record = make_record(None, "Alpha beta.", "   Which?  ", "beta")
+    path = write_flat(tmp_path / "train.json", [record])
+    first = Preprocess(data_args(train_file=str(path)), _tokenizer()).load(["train"])["train"][0]
+    second = Preprocess(data_args(train_file=str(path)), _tokenizer()).load(["train"])["train"][0]
+    assert first["question"] == "Which?"
+    assert first["id"] == second["id"] and first["id"].startswith("gen-")
+
+
+def test_slow_tokenizer_is_refused():
+    class SlowTokenizer:
+        is_fast = False
+
+    with pytest.raises(DataError, match="not a fast tokenizer"):
+        Preprocess(data_args(), SlowTokenizer())
+
+
+# ---------------------------------------------------------------- windows and labels
+
+
+def _train_features(tmp_path, records, **overrides):
+    path = write_flat(tmp_path / "train.json", records)
+    pre = Preprocess(data_args(train_file=str(path), version_2_with_negative=True, **overrides), _tokenizer())
+    examples = pre.load(["train"])["train"]
+    return examples, pre.train_features(examples), pre
+
+
+def test_labels_decode_back_to_the_answer_across_windows(tmp_path):
+    answers = ["Sentence number 0", "F031", "unit 59."]  # start, middle (window overlap), end
+    records = [make_record(f"r{i}", LONG_CONTEXT, "Which code?", a) for i, a in enumerate(answers)]
+    examples, features, pre = _train_features(tmp_path, records)
+    encoded = pre._encode(list(examples["question"]), list(examples["context"]))
+    windows_per_example = {}
+    for window, sample in enumerate(encoded["overflow_to_sample_mapping"]):
+        windows_per_example.setdefault(sample, []).append(window)
+    assert all(len(w) > 3 for w in windows_per_example.values())  # the context really is windowed
+    for sample, windows in windows_per_example.items():
+        answer = answers[sample]
+        hits = 0
+        for window in windows:
+            start, end = features[window]["start_positions"], features[window]["end_positions"]
+            if start == 0:
+                assert end == 0
+                continue
+            offsets = encoded["offset_mapping"][window]
+            assert LONG_CONTEXT[offsets[start][0] : offsets[end][1]] == answer
+            hits += 1
+        assert hits >= 1, f"answer {answer!r} labelled in no window"
+
+
+def test_unanswerable_and_out_of_window_go_to_cls(tmp_path):
+    records = [
+        make_record("none", LONG_CONTEXT, "Which code?", None, is_impossible=True),
+        make_record("late", LONG_CONTEXT, "Which code?", "F059"),
+    ]
+    examples, features, pre = _train_features(tmp_path, records)
+    samples = pre._encode(list(examples["question"]), list(examples["context"]))["overflow_to_sample_mapping"]
+    none_windows = [f for f, s in zip(features, samples) if s == 0]
+    late_windows = [f for f, s in zip(features, samples) if s == 1]
+    assert all(f["start_positions"] == 0 and f["end_positions"] == 0 for f in none_windows)
+    cls_windows = [f for f in late_windows if f["start_positions"] == 0]
+    assert len(cls_windows) == len(late_windows) - 1  # only the last window holds F059
+
+
+def test_label_span_is_cls_when_answer_crosses_the_window_edge():
+    offsets = [(0, 0), (0, 3), (0, 0), (0, 4), (5, 9), (0, 0)]
+    sequence_ids = [None, 0, None, 1, 1, None]
+    assert label_span(offsets, sequence_ids, 1, 5, 9, 0) == (4, 4)
+    assert label_span(offsets, sequence_ids, 1, 0, 9, 0) == (3, 4)
+    assert label_span(offsets, sequence_ids, 1, 5, 12, 0) == (0, 0)  # runs past the window
+
+
+def test_eval_features_mask_non_context_offsets_and_cover_every_example(tmp_path):
+    records = [make_record(f"r{i}", LONG_CONTEXT if i % 2 else "Short context here.", "Which?", None) for i in range(5)]
+    path = write_flat(tmp_path / "dev.json", records)
+    pre = Preprocess(data_args(validation_file=str(path), version_2_with_negative=True), _tokenizer())
+    examples = pre.load(["validation"])["validation"]
+    features = pre.eval_features(examples)
+    assert set(features["example_id"]) == set(examples["id"])
+    for feature in features:
+        tokens = feature["input_ids"]
+        sep = tokens.index(_tokenizer().sep_token_id)
+        assert feature["cls_index"] == 0
+        assert all(o == [-1, -1] for o in feature["offset_mapping"][: sep + 1])  # CLS + question + SEP
+        assert feature["offset_mapping"][-1] == [-1, -1]  # final SEP
+        context_offsets = [o for o in feature["offset_mapping"] if o != [-1, -1]]
+        assert context_offsets and all(0 <= a <= b for a, b in context_offsets)
+
+
+def test_overlong_question_is_dropped_with_reason(tmp_path):
+    records = [make_record(f"ok{i}", "Alpha beta.", "Which?", "beta") for i in range(3)]
+    records.append(make_record("long", "Alpha beta.", "word " * 80 + "?", "beta"))
+    path = write_flat(tmp_path / "train.json", records)
+    pre = Preprocess(data_args(train_file=str(path), max_bad_fraction=0.5), _tokenizer())
+    ds = pre.load(["train"])["train"]
+    assert "long" not in ds["id"]
+    (defect,) = pre.reports["train"].dropped
+    assert defect.id == "long" and defect.field == "question" and "max_seq_length=64" in defect.reason

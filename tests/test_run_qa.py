@@ -1,0 +1,122 @@
+"""End to end: run_qa.py trains, evaluates, predicts, saves and resumes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_record, write_flat
+
+V2_KEYS = {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
+           "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"}
+
+
+def run_qa(*args: str, expect: int = 0) -> str:
+    result = subprocess.run(
+        [sys.executable, "run_qa.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == expect, output[-4000:]
+    return output
+
+
+def common_args(model: Path, data: dict[str, Path], output_dir: Path) -> list:
+    return [
+        "--model_name_or_path", model, "--train_file", data["train"], "--validation_file", data["validation"],
+        "--test_file", data["test"], "--output_dir", output_dir, "--max_seq_length", 64, "--doc_stride", 16,
+        "--per_device_train_batch_size", 4, "--per_device_eval_batch_size", 8, "--report_to", "none",
+        "--seed", 1, "--learning_rate", 1e-3, "--disable_tqdm", "true",
+    ]
+
+
+def test_train_eval_predict_writes_loadable_outputs(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "run"
+    run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 3, "--eval_strategy", "steps",
+           "--eval_steps", 3, "--save_steps", 3)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "all_results.json", "train_results.json",
+                 "eval_results.json", "predict_results.json", "trainer_state.json", "data_report.json", "run_args.json",
+                 "eval_predictions.json", "eval_nbest_predictions.json", "predict_predictions.json"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "all_results.json").read_text())
+    for key in ("train_loss", "eval_exact_match", "eval_f1", "predict_f1", "train_kept", "validation_repaired_spans"):
+        assert key in results, key
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert any("eval_f1" in entry for entry in state["log_history"])
+    predictions = json.loads((out / "eval_predictions.json").read_text())
+    assert sorted(predictions) == sorted(f"validation-{i}" for i in range(12))
+    run_args = json.loads((out / "run_args.json").read_text())
+    assert run_args["DataTrainingArguments"]["doc_stride"] == 16
+
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    AutoModelForQuestionAnswering.from_pretrained(out)
+    assert AutoTokenizer.from_pretrained(out).is_fast
+
+
+def test_resumes_from_last_complete_checkpoint(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = [*common_args(tiny_model_dir, small_dataset, out), "--do_train", "--max_steps", 4, "--save_steps", 2]
+    run_qa(*args)
+    # Make it look like the run died after its first checkpoint (and mid-way through the second).
+    shutil.rmtree(out / "checkpoint-4")
+    (out / "checkpoint-4").mkdir()
+    (out / "checkpoint-4" / "trainer_state.json").write_text("{truncated", encoding="utf-8")
+    (out / "model.safetensors").unlink()
+    output = run_qa(*args)
+    assert "Skipping incomplete checkpoint" in output
+    assert f"Resuming training from {out / 'checkpoint-2'}" in output
+    assert "Resuming training from checkpoint with epoch 0 and global step 2" in output
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
+
+
+def test_refuses_to_overwrite_a_finished_model(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = [*common_args(tiny_model_dir, small_dataset, out), "--do_train", "--max_steps", 1, "--save_strategy", "no"]
+    run_qa(*args)
+    output = run_qa(*args, expect=2)
+    assert "already holds a trained model" in output and "--overwrite_output_dir" in output
+    run_qa(*args, "--overwrite_output_dir")
+
+
+def test_version_2_scores_and_best_model_on_f1(tiny_model_dir, tmp_path):
+    records = []
+    for i in range(16):
+        context = f"Unit {i} runs at {100 + i} rpm. Its filter is code F{i}."
+        if i % 3 == 0:
+            records.append(make_record(f"r{i}", context, "Who built the unit?", None, is_impossible=True))
+        else:
+            records.append(make_record(f"r{i}", context, f"How fast does unit {i} run?", f"{100 + i} rpm"))
+    data = {split: write_flat(tmp_path / f"{split}.json", records) for split in ("train", "validation", "test")}
+    out = tmp_path / "run"
+    run_qa(*common_args(tiny_model_dir, data, out), "--version_2_with_negative", "--max_steps", 4,
+           "--eval_strategy", "steps", "--eval_steps", 2, "--save_steps", 2, "--load_best_model_at_end",
+           "--metric_for_best_model", "eval_f1")
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert V2_KEYS <= {k.removeprefix("eval_") for k in metrics}
+    assert metrics["eval_NoAns_total"] == 6 and metrics["eval_total"] == 16
+    null_odds = json.loads((out / "eval_null_odds.json").read_text())
+    assert len(null_odds) == 16
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["best_metric"] is not None and state["best_model_checkpoint"]
+
+
+def test_stage_flags_need_their_files(tiny_model_dir, small_dataset, tmp_path):
+    output = run_qa("--model_name_or_path", tiny_model_dir, "--validation_file", small_dataset["validation"],
+                    "--do_train", "--output_dir", tmp_path / "x", expect=2)
+    assert "--do_train needs --train_file" in output and "Traceback" not in output
+
+
+def test_real_minilm_few_steps(base_model_path, small_dataset, tmp_path):
+    out = tmp_path / "minilm"
+    run_qa(*common_args(base_model_path, small_dataset, out), "--max_steps", 2, "--learning_rate", 5e-5)
+    results = json.loads((out / "all_results.json").read_text())
+    assert {"eval_exact_match", "eval_f1", "predict_exact_match", "predict_f1"} <= set(results)
+    assert 0.0 <= results["eval_f1"] <= 100.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["BertForQuestionAnswering"] and config["hidden_size"] == 384
