@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Answer the same questions with the base model and the fine-tuned one, side by side.
+
+    python qa_predict.py --base_model models/all-MiniLM-L6-v2 --tuned_model models/minilm-qa-demo \
+        --data_file data/mock/test.json
+    python qa_predict.py --tuned_model models/minilm-qa-demo --question "..." --context_file doc.txt
+    python qa_predict.py --tuned_model models/minilm-qa-demo --context_file doc.txt --interactive
+
+Uses the project's own windowing (preprocess.py) and span decoding (postprocess.py), so
+answers here are exactly what run_qa.py's evaluation would give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding
+
+from args import ConfigError, DataTrainingArguments, ModelArguments
+from postprocess import PostProcess
+from preprocess import DataError, Preprocess, read_records
+from process import load_model, load_tokenizer
+
+logger = logging.getLogger("qa_predict")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+NO_ANSWER = "(no answer)"
+
+
+@dataclass
+class ModelResult:
+    name: str
+    predictions: dict[str, str]
+    metrics: dict
+    seconds: float
+    features: int
+
+
+def predict_logits(model, tokenizer, features: Dataset, batch_size: int = 32, progress: str = "") -> list[tuple]:
+    """Start/end logits for every window, trimmed to its own length.
+
+    Windows are batched longest first so each batch pads only to its own longest window.
+    """
+    columns = {name: list(features[name]) for name in MODEL_INPUTS if name in features.column_names}
+    lengths = np.array([len(ids) for ids in columns["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    collator = DataCollatorWithPadding(tokenizer)
+    device = next(model.parameters()).device
+    results: list[tuple | None] = [None] * len(lengths)
+    model.eval()
+    with torch.inference_mode():
+        for begin in tqdm(range(0, len(order), batch_size), desc=progress or "Predicting", unit="batch"):
+            indices = order[begin : begin + batch_size]
+            batch = collator([{name: values[i] for name, values in columns.items()} for i in indices])
+            output = model(**{k: v.to(device) for k, v in batch.items()})
+            start = output.start_logits.float().cpu().numpy()
+            end = output.end_logits.float().cpu().numpy()
+            for row, index in enumerate(indices):
+                results[index] = (start[row, : lengths[index]], end[row, : lengths[index]])
+    return results
+
+
+class Answerer:
+    """One model with its own tokenizer and windowing, loaded once, answering many questions."""
+
+    def __init__(self, name: str, path: str, args):
+        self.name, self.path, self.args = name, path, args
+        torch.manual_seed(args.seed)  # a base model's QA head is newly initialised: keep it reproducible
+        model_args = ModelArguments(model_name_or_path=path)
+        self.tokenizer = load_tokenizer(model_args)
+        data_args = DataTrainingArguments(
+            validation_file=args.data_file or "command line",
+            max_seq_length=args.max_seq_length,
+            doc_stride=args.doc_stride,
+            version_2_with_negative=args.version_2_with_negative,
+            max_eval_samples=args.max_examples,
+            max_bad_fraction=1.0,
+        )
+        self.preprocess = Preprocess(data_args, self.tokenizer, model_args)
+        self.model = load_model(model_args, None, is_trainable=False)
+        self.post = PostProcess(
+            n_best_size=args.n_best_size,
+            max_answer_length=args.max_answer_length,
+            version_2_with_negative=args.version_2_with_negative,
+            null_score_diff_threshold=args.null_score_diff_threshold,
+        )
+
+    def examples(self, source: str, records: list[dict]) -> Dataset:
+        return self.preprocess.check_records("validation", source, records)
+
+    def answer(self, examples: Dataset, score: bool) -> ModelResult:
+        features = self.preprocess.eval_features(examples)
+        started = time.perf_counter()
+        logits = predict_logits(self.model, self.tokenizer, features, self.args.batch_size, progress=f"{self.name} model")
+        decoded = self.post.decode(examples, features, ([s for s, _ in logits], [e for _, e in logits]))
+        seconds = time.perf_counter() - started
+        metrics = self.post.score(decoded, examples) if score else {}
+        return ModelResult(self.name, decoded.predictions, metrics, seconds, len(features))
+
+
+def input_records(args) -> tuple[str, list[dict], bool]:
+    """(source name, raw records, whether they carry gold answers to score)."""
+    if args.data_file:
+        return args.data_file, read_records(args.data_file), True
+    context = read_context(args)
+    if not context or not args.question:
+        raise ConfigError("Give --data_file, or --question with --context / --context_file.")
+    records = [{"id": f"q{i}", "question": q, "context": context, "answers": []} for i, q in enumerate(args.question)]
+    return "command line", records, False
+
+
+def read_context(args) -> str | None:
+    if args.context_file:
+        path = Path(args.context_file)
+        if not path.is_file():
+            raise ConfigError(f"Context file not found: {path}")
+        return path.read_text(encoding="utf-8")
+    return args.context
+
+
+def chosen_models(args) -> list[tuple[str, str]]:
+    models = [(n, p) for n, p in (("base", args.base_model), ("tuned", args.tuned_model)) if p]
+    if not models:
+        raise ConfigError("Give --base_model and/or --tuned_model.")
+    return models
+
+
+def _cell(text: str, width: int) -> str:
+    text = " ".join(text.split()) or NO_ANSWER
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def comparison_table(examples: Dataset, results: list[ModelResult], rows: int, width: int = 28) -> str:
+    """A plain-text table: question, gold answer, then each model's answer."""
+    header = ["question", "gold"] + [r.name for r in results]
+    lines = [" | ".join(h.ljust(width) for h in header), "-+-".join("-" * width for _ in header)]
+    for example in list(examples)[:rows]:
+        gold = example["answers"]["text"][0] if example["answers"]["text"] else ""
+        cells = [example["question"], gold] + [r.predictions[example["id"]] for r in results]
+        lines.append(" | ".join(_cell(c, width).ljust(width) for c in cells))
+    return "\n".join(lines)
+
+
+def metrics_table(results: list[ModelResult]) -> str:
+    lines = []
+    for r in results:
+        shown = ", ".join(f"{k}={v:.2f}" for k, v in r.metrics.items() if not k.endswith(("total", "thresh")))
+        lines.append(f"{r.name:>6}: {shown or 'no gold answers to score'} ({r.features} windows, {r.seconds:.1f}s)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base_model", help="Model the fine-tune started from (directory or Hub id).")
+    p.add_argument("--tuned_model", help="Fine-tuned model directory (full model or LoRA adapter).")
+    p.add_argument("--data_file", help="SQuAD-format data (any format run_qa.py accepts).")
+    p.add_argument("--question", action="append", help="Ad-hoc question (repeatable).")
+    p.add_argument("--context", help="Context for --question.")
+    p.add_argument("--context_file", help="Text file holding the context for --question.")
+    p.add_argument("--interactive", action="store_true", help="Ask questions about --context/--context_file at a prompt.")
+    p.add_argument("--output_file", help="Write a JSON report (predictions and metrics of each model) here.")
+    p.add_argument("--version_2_with_negative", action="store_true", help="Allow 'no answer' (SQuAD v2 scoring).")
+    p.add_argument("--null_score_diff_threshold", type=float, default=0.0, help="No-answer threshold (v2).")
+    p.add_argument("--max_seq_length", type=int, default=384, help="Tokens per window.")
+    p.add_argument("--doc_stride", type=int, default=128, help="Overlap between windows.")
+    p.add_argument("--n_best_size", type=int, default=20, help="Candidates per window.")
+    p.add_argument("--max_answer_length", type=int, default=30, help="Longest answer in tokens.")
+    p.add_argument("--batch_size", type=int, default=32, help="Windows per inference batch.")
+    p.add_argument("--max_examples", type=int, help="Use only the first N examples of --data_file.")
+    p.add_argument("--show", type=int, default=10, help="Rows of the side-by-side table to print.")
+    p.add_argument("--seed", type=int, default=42, help="Seed for a base model's untrained QA head.")
+    return p
+
+
+def compare(args) -> dict:
+    models = chosen_models(args)
+    source, records, labeled = input_records(args)
+    results, examples = [], None
+    for name, path in models:
+        answerer = Answerer(name, path, args)
+        examples = answerer.examples(source, records)
+        results.append(answerer.answer(examples, score=labeled))
+    print(comparison_table(examples, results, args.show))
+    print(metrics_table(results))
+    report = {
+        "data_file": args.data_file,
+        "examples": len(examples),
+        "version_2_with_negative": args.version_2_with_negative,
+        "models": {
+            r.name: {"path": path, "metrics": r.metrics, "seconds": r.seconds, "windows": r.features}
+            for r, (_, path) in zip(results, models)
+        },
+        "predictions": {
+            example_id: {r.name: r.predictions[example_id] for r in results} for example_id in examples["id"]
+        },
+    }
+    if args.output_file:
+        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_file).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        logger.info("Report written to %s", args.output_file)
+    return report
+
+
+def interactive(args, stdin=sys.stdin) -> None:
+    context = read_context(args)
+    if not context:
+        raise ConfigError("--interactive needs --context or --context_file.")
+    answerers = [Answerer(name, path, args) for name, path in chosen_models(args)]
+    print("Ask a question about the context (empty line to quit).")
+    for line in stdin:
+        question = line.strip()
+        if not question:
+            break
+        record = [{"id": "q", "question": question, "context": context, "answers": []}]
+        for answerer in answerers:
+            result = answerer.answer(answerer.examples("prompt", record), score=False)
+            print(f"{answerer.name:>6}: {result.predictions['q'] or NO_ANSWER}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.interactive:
+            interactive(args)
+        else:
+            compare(args)
+    except (ConfigError, DataError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
