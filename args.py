@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -137,10 +138,25 @@ def _unknown(names: list[str], where: str) -> ConfigError:
     return ConfigError(f"Unknown argument(s) in {where}: {', '.join(lines)}. See `python run_qa.py -h`.")
 
 
+def multi_process_cpu_defaults() -> dict:
+    """Several processes without a GPU (torchrun / accelerate launch on CPU) need use_cpu.
+
+    Without it accelerate treats each process as a lone one: training would not
+    synchronise and evaluation would not gather the other ranks' predictions.
+    """
+    import torch
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not torch.cuda.is_available():
+        return {"use_cpu": True, "ddp_backend": "gloo"}
+    return {}
+
+
 def parse_args(argv: list[str] | None = None):
     """Parse `[config.json] [--flag value ...]`; flags override the JSON file."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    parser.set_defaults(**multi_process_cpu_defaults())
     if argv and argv[0].endswith(".json"):
         config_path = Path(argv.pop(0))
         if not config_path.is_file():

@@ -143,6 +143,7 @@ def write_json(path: Path, content: dict) -> None:
 
 
 def run(model_args, data_args, lora_args, training_args) -> dict:
+    logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
     choose_stages(data_args, training_args)
     check_best_metric(data_args, training_args)
     checkpoint = find_resume_checkpoint(data_args, training_args)
