@@ -1,0 +1,90 @@
+"""LoRA: default targets per architecture, the QA head trained and saved, adapters that reload exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+from args import ConfigError, LoraArguments
+from process import LORA_TARGETS, add_lora, load_model
+from test_run_qa import common_args, run_qa
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 100}
+ARCHITECTURES = {
+    "bert": {},
+    "roberta": {},
+    "electra": {"embedding_size": 32},
+    "albert": {"embedding_size": 16},
+    "mobilebert": {"embedding_size": 16, "intra_bottleneck_size": 32, "true_hidden_size": 32, "num_feedforward_networks": 1},
+    "deberta-v2": {},
+    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64},
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
+def test_default_targets_per_architecture(model_type):
+    config = AutoConfig.for_model(model_type, **TINY, **ARCHITECTURES[model_type])
+    model = add_lora(AutoModelForQuestionAnswering.from_config(config), LoraArguments(use_lora=True, lora_r=2))
+    adapted = {name.split(".")[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
+    assert adapted == set(LORA_TARGETS[model_type])
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any("qa_outputs" in name for name in trainable)
+    assert all("lora_" in name or "qa_outputs" in name for name in trainable)
+
+
+def test_unknown_architecture_asks_for_explicit_modules():
+    config = AutoConfig.for_model("bert", **TINY)
+    model = AutoModelForQuestionAnswering.from_config(config)
+    model.config.model_type = "made-up"
+    with pytest.raises(ConfigError, match="--lora_target_modules"):
+        add_lora(model, LoraArguments(use_lora=True))
+    explicit = add_lora(model, LoraArguments(use_lora=True, lora_target_modules=["query"]))
+    assert {n.split(".")[-1] for n, m in explicit.named_modules() if hasattr(m, "lora_A")} == {"query"}
+
+
+def test_trainable_parameter_count():
+    config = AutoConfig.for_model("bert", **TINY)
+    model = add_lora(AutoModelForQuestionAnswering.from_config(config), LoraArguments(use_lora=True, lora_r=2))
+    # Per layer: query, key, value each get A (2 x 32) and B (32 x 2) = 128; 2 layers -> 768.
+    # The QA head is trained in full: 32 x 2 weights + 2 biases = 66.
+    assert model.get_nb_trainable_parameters()[0] == 768 + 66
+
+
+def test_lora_run_saves_adapter_with_head_merges_and_resumes(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "lora"
+    args = [*common_args(tiny_model_dir, small_dataset, out), "--use_lora", "--lora_r", 4, "--merge_lora",
+            "--max_steps", 4, "--save_steps", 2, "--eval_strategy", "steps", "--eval_steps", 4]
+    run_qa(*args)
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert any("qa_outputs" in k for k in keys) and any("lora_A" in k for k in keys)
+    results = json.loads((out / "all_results.json").read_text())
+    assert "eval_f1" in results and "predict_f1" in results
+
+    # The adapter reloads to the same logits as the merged full model.
+    from process import is_adapter_dir
+    from args import ModelArguments
+
+    assert is_adapter_dir(str(out))
+    adapter_model = load_model(ModelArguments(model_name_or_path=str(out)), None, is_trainable=False).eval()
+    merged = AutoModelForQuestionAnswering.from_pretrained(out / "merged").eval()
+    inputs = {"input_ids": torch.tensor([[101, 2054, 2003, 102, 1996, 4165, 102]])}
+    with torch.no_grad():
+        a, b = adapter_model(**inputs), merged(**inputs)
+    assert torch.allclose(a.start_logits, b.start_logits, atol=1e-5)
+    assert torch.allclose(a.end_logits, b.end_logits, atol=1e-5)
+
+    # Resume a LoRA run from its checkpoint after losing the last one.
+    shutil.rmtree(out / "checkpoint-4")
+    (out / "adapter_model.safetensors").unlink()
+    output = run_qa(*args)
+    assert "global step 2" in output
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
+    assert (out / "adapter_model.safetensors").is_file()
