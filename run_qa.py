@@ -106,7 +106,35 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
     return None
 
 
-def find_resume_checkpoint(data_args, training_args) -> str | None:
+# Arguments a checkpoint depends on: resuming with other values would fail deep inside
+# the Trainer (shape mismatches, missing adapter weights) or silently train something else.
+RESUME_SENSITIVE = {
+    "ModelArguments": ("model_name_or_path", "config_name"),
+    "DataTrainingArguments": ("max_seq_length", "doc_stride", "version_2_with_negative"),
+    "LoraArguments": ("use_lora", "lora_r", "lora_alpha", "lora_target_modules", "lora_bias"),
+}
+
+
+def check_resume_compatible(output_dir: Path, current: dict) -> None:
+    previous_path = output_dir / "run_args.json"
+    if not previous_path.is_file():
+        return
+    previous = json.loads(previous_path.read_text(encoding="utf-8"))
+    changed = [
+        f"{name}: {previous.get(group, {}).get(name)!r} in the checkpointed run, {current[group][name]!r} now"
+        for group, names in RESUME_SENSITIVE.items()
+        for name in names
+        if group in previous and previous[group].get(name) != current[group][name]
+    ]
+    if changed:
+        raise ConfigError(
+            f"Cannot resume in {output_dir}: arguments changed since its checkpoints were written:\n  "
+            + "\n  ".join(changed)
+            + "\nRestore them, choose another --output_dir, or pass --overwrite_output_dir to start over."
+        )
+
+
+def find_resume_checkpoint(model_args, data_args, lora_args, training_args) -> str | None:
     """Resume from the last complete checkpoint; never overwrite a finished model silently."""
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
@@ -121,6 +149,7 @@ def find_resume_checkpoint(data_args, training_args) -> str | None:
         return None
     checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint is not None:
+        check_resume_compatible(output_dir, resolved_arguments(model_args, data_args, lora_args, training_args))
         logger.info("Resuming training from %s (pass --overwrite_output_dir to start over).", checkpoint)
         return str(checkpoint)
     if any((output_dir / name).is_file() for name in WEIGHT_FILES):
@@ -146,7 +175,7 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
     choose_stages(data_args, training_args)
     check_best_metric(data_args, training_args)
-    checkpoint = find_resume_checkpoint(data_args, training_args)
+    checkpoint = find_resume_checkpoint(model_args, data_args, lora_args, training_args)
     set_seed(training_args.seed)
 
     tokenizer = load_tokenizer(model_args)
