@@ -76,6 +76,19 @@ class DataTrainingArguments:
     )
     n_best_size: int = field(default=20, metadata={"help": "Candidate starts/ends kept per window, and n-best size."})
     max_answer_length: int = field(default=30, metadata={"help": "Longest answer in tokens."})
+    question_column: str = field(default="question", metadata={"help": "Field holding the question."})
+    context_column: str = field(default="context", metadata={"help": "Field holding the context."})
+    answer_column: str = field(
+        default="answers",
+        metadata={"help": "Field holding the answers ({text, answer_start} lists, a list of them, or plain text)."},
+    )
+    answer_start_column: str | None = field(
+        default=None, metadata={"help": "Separate field with answer start offsets, if answers are plain text."}
+    )
+    id_column: str = field(default="id", metadata={"help": "Field holding the record id (generated when absent)."})
+    title_column: str = field(default="title", metadata={"help": "Field holding the title (optional)."})
+    is_impossible_column: str = field(default="is_impossible", metadata={"help": "Field flagging unanswerable records."})
+    strict: bool = field(default=False, metadata={"help": "Any unusable record stops the run (max_bad_fraction=0)."})
     max_bad_fraction: float = field(
         default=0.01,
         metadata={"help": "Stop when more than this fraction of a file's records is unusable (0 = any defect stops)."},
@@ -86,6 +99,8 @@ class DataTrainingArguments:
             raise ConfigError("No data given: pass dataset_name or at least one of train_file/validation_file/test_file.")
         if self.doc_stride >= self.max_seq_length:
             raise ConfigError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length}).")
+        if self.strict:
+            self.max_bad_fraction = 0.0
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ConfigError(f"max_bad_fraction must be within [0, 1], got {self.max_bad_fraction}.")
         for name in ("n_best_size", "max_answer_length", "max_seq_length"):

@@ -397,20 +397,42 @@ class Preprocess:
             logger.warning("%s: dropped %s", source, defect)
         return Dataset.from_list(cleaned)
 
+    def _standard_fields(self, raw: dict) -> dict:
+        """Rename the user's columns (see the *_column arguments) to the standard SQuAD fields."""
+        args = self.data_args
+        columns = {
+            "id": args.id_column,
+            "title": args.title_column,
+            "question": args.question_column,
+            "context": args.context_column,
+            "answers": args.answer_column,
+            "is_impossible": args.is_impossible_column,
+        }
+        if all(standard == column for standard, column in columns.items()) and not args.answer_start_column:
+            return raw
+        record = {standard: raw.get(column) for standard, column in columns.items() if column in raw}
+        if args.answer_start_column:
+            if args.answer_start_column not in raw:
+                raise RecordDefect(args.answer_start_column, "missing")
+            record["answers"] = {"text": raw.get(args.answer_column), "answer_start": raw[args.answer_start_column]}
+        return record
+
     def _check_record(self, raw: Any, index: int, is_train: bool, report: SplitReport) -> dict:
         if not isinstance(raw, dict):
             raise RecordDefect("(record)", f"expected an object, got {type(raw).__name__}")
+        raw = self._standard_fields(raw)
+        column = {"question": self.data_args.question_column, "context": self.data_args.context_column}
         for name in ("question", "context"):
             if name not in raw or raw[name] is None:
-                raise RecordDefect(name, "missing")
+                raise RecordDefect(column[name], "missing")
             if not isinstance(raw[name], str):
-                raise RecordDefect(name, f"expected a string, got {type(raw[name]).__name__}")
+                raise RecordDefect(column[name], f"expected a string, got {type(raw[name]).__name__}")
         question = raw["question"].strip()
         context = raw["context"]
         if not question:
-            raise RecordDefect("question", "empty")
+            raise RecordDefect(column["question"], "empty")
         if not context.strip():
-            raise RecordDefect("context", "empty")
+            raise RecordDefect(column["context"], "empty")
         record_id = raw.get("id")
         if record_id is None or str(record_id).strip() == "":
             record_id = stable_id(question, context)
@@ -555,3 +577,82 @@ class Preprocess:
     def eval_features(self, examples: Dataset) -> Dataset:
         """Windows that remember their example id, context offsets and CLS position for decoding."""
         return self._map(examples, self._eval_batch, "Tokenizing evaluation windows")
+
+
+# ---------------------------------------------------------------- data check without training
+
+
+def check_files(paths: list[str], data_args, tokenizer) -> dict:
+    """What training would see in each file: counts, repairs, defects, windows per example."""
+    summary = {}
+    for path in paths:
+        args = type(data_args)(**{**vars(data_args), "train_file": path, "validation_file": None, "test_file": None})
+        preprocess = Preprocess(args, tokenizer)
+        try:
+            examples = preprocess.load(["train"])["train"]
+        except DataError as err:
+            report = preprocess.reports.get("train")
+            summary[path] = {"error": str(err), **({"counts": report.counts()} if report else {})}
+            continue
+        report = preprocess.reports["train"]
+        windows = preprocess.eval_features(examples)["example_id"]
+        per_example = np.unique(np.asarray(windows), return_counts=True)[1]
+        summary[path] = {
+            "counts": report.counts(),
+            "located_spans": report.located_spans,
+            "ambiguous_spans": report.ambiguous_spans,
+            "generated_ids": report.generated_ids,
+            "duplicate_ids": sum(1 for d in report.dropped if d.field == "id"),
+            "questions_too_long": sum(1 for d in report.dropped if d.field == data_args.question_column),
+            "windows": int(per_example.sum()),
+            "contexts_longer_than_window": int((per_example > 1).sum()),
+            "max_windows_per_example": int(per_example.max()),
+            "dropped": [str(d) for d in report.dropped],
+        }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python preprocess.py --check FILE ...`: validate data files without training."""
+    import argparse
+    import sys
+
+    from args import DataTrainingArguments
+
+    parser = argparse.ArgumentParser(description="Check SQuAD-format data files without training.")
+    parser.add_argument("--check", nargs="+", required=True, metavar="FILE", help="Data files to check.")
+    parser.add_argument("--tokenizer", default="models/all-MiniLM-L6-v2", help="Tokenizer (model directory or Hub id).")
+    parser.add_argument("--max_seq_length", type=int, default=384)
+    parser.add_argument("--doc_stride", type=int, default=128)
+    parser.add_argument("--max_bad_fraction", type=float, default=0.01)
+    parser.add_argument("--version_2_with_negative", action="store_true")
+    parser.add_argument("--output_file", help="Also write the full report as JSON here.")
+    options = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+
+    from transformers import AutoTokenizer
+
+    data_args = DataTrainingArguments(
+        train_file=options.check[0],
+        max_seq_length=options.max_seq_length,
+        doc_stride=options.doc_stride,
+        max_bad_fraction=options.max_bad_fraction,
+        version_2_with_negative=options.version_2_with_negative,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(options.tokenizer)
+    summary = check_files(options.check, data_args, tokenizer)
+    for path, result in summary.items():
+        print(f"== {path}")
+        if "error" in result:
+            print(f"  UNUSABLE: {result['error']}")
+        for key, value in {**result.get("counts", {}), **{k: v for k, v in result.items() if isinstance(v, int)}}.items():
+            print(f"  {key:28} {value}")
+        for line in result.get("dropped", [])[:10]:
+            print(f"  dropped {line}")
+    if options.output_file:
+        Path(options.output_file).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 2 if any("error" in r for r in summary.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
