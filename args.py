@@ -143,12 +143,21 @@ def _field_names() -> list[str]:
     return [f.name for cls in ARGUMENT_CLASSES for f in fields(cls) if f.init]
 
 
+# Options that transformers removed, with what replaces them.
+RETIRED = {
+    "logging_dir": "removed in transformers 5; set the TENSORBOARD_LOGGING_DIR environment variable",
+    "evaluation_strategy": "renamed to eval_strategy",
+    "group_by_length": "use --train_sampling_strategy group_by_length",
+}
+
+
 def _unknown(names: list[str], where: str) -> ConfigError:
     known = _field_names()
     lines = []
     for name in names:
-        close = difflib.get_close_matches(name.lstrip("-"), known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        bare = name.lstrip("-")
+        close = difflib.get_close_matches(bare, known, n=1)
+        hint = f" ({RETIRED[bare]})" if bare in RETIRED else f" (did you mean '{close[0]}'?)" if close else ""
         lines.append(f"'{name}'{hint}")
     return ConfigError(f"Unknown argument(s) in {where}: {', '.join(lines)}. See `python run_qa.py -h`.")
 

@@ -12,6 +12,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 from datasets import Dataset
 from transformers import (
     AutoConfig,
@@ -144,6 +145,18 @@ def add_lora(model, lora_args):
     return model
 
 
+def longest_first(features: Dataset) -> tuple[Dataset, np.ndarray]:
+    """Windows sorted longest first, so each padded batch wastes little; plus the order to undo it.
+
+    Decoding sees the logits back in the original order, so predictions do not depend on it.
+    """
+    import pyarrow.compute as pc
+
+    lengths = np.asarray(pc.list_value_length(features.data.column("input_ids")))
+    order = np.argsort(-lengths, kind="stable")
+    return features.select(order), np.argsort(order)
+
+
 class QATrainer(Trainer):
     """A Trainer whose evaluate/predict decode spans and compute SQuAD metrics."""
 
@@ -152,12 +165,14 @@ class QATrainer(Trainer):
         self.post_process = post_process
         self.eval_examples = eval_examples
 
-    def _decode_and_score(self, dataloader, examples, features, prefix: str, description: str):
+    def _decode_and_score(self, features, examples, prefix: str, description: str, get_dataloader):
         start_time = time.time()
+        by_length, restore = longest_first(features)
         output = self.evaluation_loop(
-            dataloader, description=description, prediction_loss_only=False, metric_key_prefix=prefix
+            get_dataloader(by_length), description=description, prediction_loss_only=False, metric_key_prefix=prefix
         )
-        decoded, scores = self.post_process(examples, features, output.predictions, prefix=prefix)
+        logits = tuple(array[restore] for array in output.predictions[:2])
+        decoded, scores = self.post_process(examples, features, logits, prefix=prefix)
         metrics = {f"{prefix}_{key}": value for key, value in scores.items()}
         metrics[f"{prefix}_examples"] = len(examples)
         metrics[f"{prefix}_features"] = len(features)
@@ -177,8 +192,7 @@ class QATrainer(Trainer):
         if features is None or examples is None:
             raise ValueError("evaluate() needs evaluation features and their examples.")
         self._memory_tracker.start()
-        dataloader = self.get_eval_dataloader(features)
-        _, metrics = self._decode_and_score(dataloader, examples, features, metric_key_prefix, "Evaluation")
+        _, metrics = self._decode_and_score(features, examples, metric_key_prefix, "Evaluation", self.get_eval_dataloader)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self._memory_tracker.stop_and_update_metrics(metrics)
@@ -187,8 +201,9 @@ class QATrainer(Trainer):
     def predict(self, test_dataset, test_examples=None, ignore_keys=None, metric_key_prefix: str = "predict"):
         if test_examples is None:
             raise ValueError("predict() needs the test examples the features were made from.")
-        dataloader = self.get_test_dataloader(test_dataset)
-        decoded, metrics = self._decode_and_score(dataloader, test_examples, test_dataset, metric_key_prefix, "Prediction")
+        decoded, metrics = self._decode_and_score(
+            test_dataset, test_examples, metric_key_prefix, "Prediction", self.get_test_dataloader
+        )
         self.log(metrics)
         return decoded, metrics
 

@@ -24,6 +24,7 @@ from transformers import set_seed
 from args import ConfigError, parse_args, resolved_arguments
 from preprocess import DataError, Preprocess
 from process import Process, load_tokenizer
+from report import write_run_report
 
 logger = logging.getLogger("run_qa")
 
@@ -160,6 +161,14 @@ def find_resume_checkpoint(model_args, data_args, lora_args, training_args) -> s
     return None
 
 
+def check_reporting(training_args) -> None:
+    """Fail before any data work when a requested logger is not installed."""
+    from transformers.integrations import is_tensorboard_available
+
+    if "tensorboard" in (training_args.report_to or []) and not is_tensorboard_available():
+        raise ConfigError("--report_to tensorboard needs the tensorboard package: pip install -r requirements-extra.txt")
+
+
 def check_sequence_length(data_args, tokenizer) -> None:
     limit = tokenizer.model_max_length
     if limit and limit < 1_000_000 and data_args.max_seq_length > limit:
@@ -175,6 +184,7 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
     choose_stages(data_args, training_args)
     check_best_metric(data_args, training_args)
+    check_reporting(training_args)
     checkpoint = find_resume_checkpoint(model_args, data_args, lora_args, training_args)
     set_seed(training_args.seed)
 
@@ -205,6 +215,9 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
         results.update(process.predict(examples["test"], test_features))
     trainer.save_metrics("data", data_counts, combined=True)
     results.update(data_counts)
+    if training_args.should_save:  # after the model is saved: peft writes its own README.md
+        arguments = resolved_arguments(model_args, data_args, lora_args, training_args)
+        write_run_report(output_dir, arguments, preprocess.report(), results, trainer.state.log_history)
     return results
 
 

@@ -37,8 +37,8 @@ def common_args(model: Path, data: dict[str, Path], output_dir: Path) -> list:
 def test_train_eval_predict_writes_loadable_outputs(tiny_model_dir, small_dataset, tmp_path):
     out = tmp_path / "run"
     run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 3, "--eval_strategy", "steps",
-           "--eval_steps", 3, "--save_steps", 3)
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "all_results.json", "train_results.json",
+           "--eval_steps", 3, "--save_steps", 3, "--logging_steps", 1)
+    for name in ("README.md", "results.md", "training_curves.png", "model.safetensors", "config.json", "tokenizer.json", "all_results.json", "train_results.json",
                  "eval_results.json", "predict_results.json", "trainer_state.json", "data_report.json", "run_args.json",
                  "eval_predictions.json", "eval_nbest_predictions.json", "predict_predictions.json"):
         assert (out / name).is_file(), name
@@ -52,6 +52,10 @@ def test_train_eval_predict_writes_loadable_outputs(tiny_model_dir, small_datase
     assert sorted(predictions) == sorted(f"validation-{i}" for i in range(12))
     run_args = json.loads((out / "run_args.json").read_text())
     assert run_args["DataTrainingArguments"]["doc_stride"] == 16
+
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: question-answering" in card and str(tiny_model_dir) in card
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -120,3 +124,11 @@ def test_real_minilm_few_steps(base_model_path, small_dataset, tmp_path):
     assert 0.0 <= results["eval_f1"] <= 100.0
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["BertForQuestionAnswering"] and config["hidden_size"] == 384
+
+
+def test_tensorboard_logging(tiny_model_dir, small_dataset, tmp_path, monkeypatch):
+    logs = tmp_path / "tb"
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(logs))
+    run_qa(*common_args(tiny_model_dir, small_dataset, tmp_path / "run"), "--do_train", "--max_steps", 2,
+           "--logging_steps", 1, "--report_to", "tensorboard")
+    assert list(logs.glob("events.out.tfevents.*"))
