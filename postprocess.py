@@ -6,7 +6,8 @@ Two independent halves:
   official v1.1 and v2.0 evaluation scripts number for number, so results can be compared
   with published ones.
 * Span decoding (`decode_spans`, `decode_predictions`) picks the best answer span of each
-  example over all of its sliding windows, vectorised with numpy.
+  example over all of its sliding windows, vectorised with numpy over thousands of windows
+  at a time.
 
 `PostProcess` ties both together for the trainer: decode, score, write the JSON files.
 """
@@ -14,16 +15,17 @@ Two independent halves:
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import os
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+import pyarrow.compute as pc
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +33,6 @@ logger = logging.getLogger(__name__)
 # JSON files stay strict JSON (json.dumps writes inf as `Infinity`), and large enough that
 # any sensible threshold predicts "no answer", which is what the example gets.
 NO_SPAN_NULL_ODDS = 1e6
-# A progress bar for fewer examples than this is noise in the logs.
-PROGRESS_MIN_EXAMPLES = 1000
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -197,67 +197,146 @@ def squad_v2_scores(
 
 
 # ---------------------------------------------------------------- span decoding
+#
+# Speed and memory (measured in bench/README.md): the windows of many examples are decoded
+# together, a chunk at a time, so numpy calls are amortised over thousands of windows and
+# working memory is bounded by the chunk rather than by the data set. Offsets go from Arrow
+# straight into numpy (never one Python list per token); logits keep their dtype (float32
+# from the Trainer) and only the few values that get scored are added in float64.
+
+# Windows decoded together (fewer when n_best_size > 20: the pair grid has n_best_size**2
+# cells per window). About 30 MB of working memory at the defaults.
+CHUNK_WINDOWS = 2048
+CHUNK_PAIR_CELLS = CHUNK_WINDOWS * 20 * 20
 
 
-def _span_candidates(
+class _Entries(NamedTuple):
+    """n-best entries (spans or "no answer") of a chunk as flat columns, grouped by example."""
+
+    example: np.ndarray  # index of the entry's example within the chunk
+    start_char: np.ndarray
+    end_char: np.ndarray
+    score: np.ndarray  # float64
+    start_logit: np.ndarray
+    end_logit: np.ndarray
+    is_null: np.ndarray  # the "no answer" entry; its chars are 0, 0 so that its text slice is ""
+
+    def take(self, index: np.ndarray) -> _Entries:
+        return _Entries(*(column[index] for column in self))
+
+
+def _no_entries() -> _Entries:
+    empty_int, empty_float = np.zeros(0, dtype=np.int64), np.zeros(0)
+    return _Entries(empty_int, empty_int, empty_int, empty_float, empty_float, empty_float, np.zeros(0, dtype=bool))
+
+
+def _rank_in_group(keys: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal values of a sorted array."""
+    return np.arange(len(keys)) - np.searchsorted(keys, keys)
+
+
+def _top_k_positions(values: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the positions of the k largest values, in ascending position order.
+
+    Equal values: lower positions win, i.e. the set of the first k of a stable descending
+    argsort (the documented tie rule). It is found from each row's k-th largest value,
+    which a plain np.sort gives (vectorised; a stable argsort of every row is ~40x slower);
+    only rows where that value also occurs below the cut need a pick in position order.
+    NaN (a diverged model) ranks like -inf, so that decoding still finishes.
+    """
+    rows, length = values.shape
+    if k >= length:
+        return np.broadcast_to(np.arange(length), (rows, length))
+    ordered = np.sort(values, axis=1)
+    if np.isnan(ordered[:, -1]).any():  # np.sort puts NaN last
+        return _top_k_positions(np.where(np.isnan(values), -np.inf, values), k)
+    kth = ordered[:, length - k, None]
+    chosen = values >= kth
+    tied = np.flatnonzero(ordered[:, length - k - 1] == kth[:, 0])
+    if len(tied):
+        chosen[tied] = _first_k_in_position_order(values[tied], kth[tied], k)
+    return (np.flatnonzero(chosen) % length).reshape(rows, k)
+
+
+def _first_k_in_position_order(values: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
+    """Rows whose k-th largest value repeats: every larger value, then the lowest positions equal to it."""
+    larger = values > kth
+    equal = values == kth
+    need = k - larger.sum(axis=1, keepdims=True)
+    return larger | (equal & (np.cumsum(equal, axis=1) <= need))
+
+
+def _padded(token_values: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Per-token values of consecutive windows as a (windows, width) array; 0/False past a window's end."""
+    if np.all(lengths == width):
+        return token_values.reshape(len(lengths), width)
+    grid = np.zeros((len(lengths), width), dtype=token_values.dtype)
+    grid[np.arange(width) < lengths[:, None]] = token_values
+    return grid
+
+
+def _decode_windows(
     start_logits: np.ndarray,
     end_logits: np.ndarray,
     offsets: np.ndarray,
+    lengths: np.ndarray,
+    cls_index: np.ndarray,
+    example: np.ndarray,
     n_best_size: int,
     max_answer_length: int,
-) -> list[dict]:
-    """Steps 1-5 of `decode_spans` (inputs already float64 / int64 arrays)."""
-    windows, length = start_logits.shape
-    in_context = offsets[..., 0] >= 0
-    masked_start = np.where(in_context, start_logits, -np.inf)
-    masked_end = np.where(in_context, end_logits, -np.inf)
-    k = min(n_best_size, length)
-    # Stable sort of the negated logits: descending, lower position first on ties.
-    top_starts = np.argsort(-masked_start, axis=1, kind="stable")[:, :k]
-    top_ends = np.argsort(-masked_end, axis=1, kind="stable")[:, :k]
-    shape = (windows, k, k)
-    window = np.broadcast_to(np.arange(windows)[:, None, None], shape)
-    start = np.broadcast_to(top_starts[:, :, None], shape)
-    end = np.broadcast_to(top_ends[:, None, :], shape)
-    valid = (
-        in_context[window, start]
-        & in_context[window, end]
-        & (end >= start)
-        & (end - start + 1 <= max_answer_length)
+) -> tuple[_Entries, _Entries]:
+    """Steps 1-6 of `decode_spans` for the windows of several examples at once.
+
+    Window i has lengths[i] tokens, whose offsets are the next lengths[i] rows of `offsets`
+    (tokens, 2); its logits are row i of the (windows, width) float arrays, read only up to
+    its length. example[i] is the index of its example: non-decreasing, an example's
+    windows in their order. Returns the spans (per example best first, at most
+    n_best_size) and the null entry of every example.
+    """
+    windows, width = start_logits.shape
+    first_token = np.cumsum(lengths) - lengths
+    context = _padded(offsets[:, 0] >= 0, lengths, width)
+    masked_starts = np.where(context, start_logits, -np.inf)
+    masked_ends = np.where(context, end_logits, -np.inf)
+    k = min(n_best_size, width)
+    top_starts = _top_k_positions(masked_starts, k)
+    top_ends = _top_k_positions(masked_ends, k)
+    # float64 from here on; a pair with a non-context token scores -inf and is no candidate.
+    start_scores = np.take_along_axis(masked_starts, top_starts, axis=1).astype(np.float64)
+    end_scores = np.take_along_axis(masked_ends, top_ends, axis=1).astype(np.float64)
+    # The (window, start, end) grid; its cells are in (start, end) position order.
+    starts, ends = top_starts[:, :, None], top_ends[:, None, :]
+    fits = (ends >= starts) & (ends < starts + max_answer_length)
+    pair_scores = np.where(fits, start_scores[:, :, None] + end_scores[:, None, :], -np.inf).reshape(windows, k * k)
+    cells = _top_k_positions(pair_scores, min(n_best_size, k * k))
+    window, column = np.nonzero(np.take_along_axis(pair_scores, cells, axis=1) > -np.inf)
+    start, end = np.divmod(cells[window, column], k)
+    start_logit, end_logit = start_scores[window, start], end_scores[window, end]
+    spans = _Entries(
+        example=example[window],
+        start_char=offsets[first_token[window] + top_starts[window, start], 0],
+        end_char=offsets[first_token[window] + top_ends[window, end], 1],
+        score=start_logit + end_logit,
+        start_logit=start_logit,
+        end_logit=end_logit,
+        is_null=np.zeros(len(window), dtype=bool),
     )
-    window, start, end = window[valid], start[valid], end[valid]
-    start_scores = start_logits[window, start]
-    end_scores = end_logits[window, end]
-    scores = start_scores + end_scores
-    # lexsort: the last key is the primary one.
-    order = np.lexsort((end, start, window, -scores))[:n_best_size]
-    return [
-        {
-            "text": None,
-            "start_char": int(offsets[window[i], start[i], 0]),
-            "end_char": int(offsets[window[i], end[i], 1]),
-            "score": float(scores[i]),
-            "start_logit": float(start_scores[i]),
-            "end_logit": float(end_scores[i]),
-        }
-        for i in order
-    ]
+    # Stable sort: equal scores keep their (window, start, end) order.
+    spans = spans.take(np.lexsort((-spans.score, spans.example)))
+    spans = spans.take(_rank_in_group(spans.example) < n_best_size)
+    return spans, _null_entries(start_logits, end_logits, cls_index, example)
 
 
-def _null_candidate(start_logits: np.ndarray, end_logits: np.ndarray, cls_index: np.ndarray) -> dict:
-    """The "no answer" entry: the window whose CLS start+end score is lowest (the classic choice)."""
+def _null_entries(start_logits, end_logits, cls_index, example) -> _Entries:
+    """Per example, the window with the lowest CLS start+end score (the first one on ties)."""
     rows = np.arange(len(cls_index))
-    null_starts = start_logits[rows, cls_index]
-    null_ends = end_logits[rows, cls_index]
-    best = int(np.argmin(null_starts + null_ends))
-    return {
-        "text": "",
-        "start_char": None,
-        "end_char": None,
-        "score": float(null_starts[best] + null_ends[best]),
-        "start_logit": float(null_starts[best]),
-        "end_logit": float(null_ends[best]),
-    }
+    start = start_logits[rows, cls_index].astype(np.float64)
+    end = end_logits[rows, cls_index].astype(np.float64)
+    order = np.lexsort((start + end, example))  # stable: the first window wins a tie
+    best = order[_rank_in_group(example[order]) == 0]
+    zeros = np.zeros(len(best), dtype=np.int64)
+    score = start[best] + end[best]
+    return _Entries(example[best], zeros, zeros, score, start[best], end[best], np.ones(len(best), dtype=bool))
 
 
 def _as_windows(start_logits, end_logits, offsets, cls_index) -> tuple[np.ndarray, ...]:
@@ -274,6 +353,11 @@ def _as_windows(start_logits, end_logits, offsets, cls_index) -> tuple[np.ndarra
     if cls_index.shape != start_logits.shape[:1]:
         raise ValueError(f"cls_index must have shape ({start_logits.shape[0]},); got {cls_index.shape}.")
     return start_logits, end_logits, offsets, cls_index
+
+
+def _check_sizes(n_best_size: int, max_answer_length: int) -> None:
+    if n_best_size < 1 or max_answer_length < 1:
+        raise ValueError(f"n_best_size and max_answer_length must be >= 1; got {n_best_size}, {max_answer_length}.")
 
 
 def decode_spans(
@@ -299,18 +383,34 @@ def decode_spans(
        among them is never considered, as in the classic algorithm.)
     4. score = start_logit + end_logit (computed in float64, exact for float32 logits);
        keep the `n_best_size` best pairs over all windows (ties: lower window, then lower
-       start position, then lower end position first).
+       start position, then lower end position first). Logits are taken to be finite, as
+       a model's are: a pair scoring -inf or NaN is no candidate.
     5. Each candidate is {"text": None (the caller fills it), "start_char": offsets[w, s, 0],
        "end_char": offsets[w, e, 1], "score", "start_logit", "end_logit"} (python types).
     6. null score = min over windows of start_logits[w, cls_index[w]] + end_logits[w, cls_index[w]].
 
-    Returns (candidates best first, possibly empty; null score).
+    Returns (candidates best first, possibly empty; null score). `decode_predictions` runs
+    the same steps for many examples at once.
     """
-    if n_best_size < 1 or max_answer_length < 1:
-        raise ValueError(f"n_best_size and max_answer_length must be >= 1; got {n_best_size}, {max_answer_length}.")
+    _check_sizes(n_best_size, max_answer_length)
     start_logits, end_logits, offsets, cls_index = _as_windows(start_logits, end_logits, offsets, cls_index)
-    candidates = _span_candidates(start_logits, end_logits, offsets, n_best_size, max_answer_length)
-    return candidates, _null_candidate(start_logits, end_logits, cls_index)["score"]
+    windows, length = start_logits.shape
+    spans, null = _decode_windows(
+        start_logits,
+        end_logits,
+        offsets.reshape(-1, 2),
+        np.full(windows, length),
+        cls_index,
+        np.zeros(windows, dtype=np.int64),
+        n_best_size,
+        max_answer_length,
+    )
+    columns = (spans.start_char, spans.end_char, spans.score, spans.start_logit, spans.end_logit)
+    candidates = [
+        {"text": None, "start_char": s, "end_char": e, "score": score, "start_logit": a, "end_logit": b}
+        for s, e, score, a, b in zip(*(column.tolist() for column in columns))
+    ]
+    return candidates, float(null.score[0])
 
 
 @dataclass
@@ -329,57 +429,196 @@ class Decoded:
     no_features: list[str] = field(default_factory=list)
 
 
-def _column(rows: Any, name: str) -> list:
-    """One column of a datasets.Dataset or of a sequence of dicts, as a list."""
-    if hasattr(rows, "column_names"):
-        if name not in rows.column_names:
-            raise KeyError(f"Missing column '{name}' (have {rows.column_names}).")
-        return list(rows[name])
-    return [row[name] for row in rows]
+class _Table:
+    """Named columns of a datasets.Dataset or of a sequence of dicts, read a range of rows at a time.
+
+    A Dataset is read through Arrow (zero-copy slices, an indices mapping respected), never
+    formatted row by row: that took most of the decoding time and memory before.
+    """
+
+    def __init__(self, rows: Any, names: list[str]):
+        self.rows = rows
+        self.arrow = None
+        if hasattr(rows, "column_names"):
+            missing = [name for name in names if name not in rows.column_names]
+            if missing:
+                raise KeyError(f"Missing column '{missing[0]}' (have {rows.column_names}).")
+            self.arrow = rows.select_columns(names).with_format("arrow")
+
+    def pylist(self, name: str, first: int = 0, last: int | None = None) -> list:
+        """Rows first..last-1 of one column as a Python list."""
+        if self.arrow is not None:
+            return self.arrow[first:last].column(name).to_pylist()
+        return [row[name] for row in self.rows[first:last]]
+
+    def offsets(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The offset_mapping of the given rows as one (tokens, 2) int64 array, and each row's token count."""
+        if self.arrow is None:
+            windows = [self.rows[row]["offset_mapping"] for row in rows.tolist()]
+            lengths = np.fromiter(map(len, windows), dtype=np.int64, count=len(windows))
+            flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(windows)), dtype=np.int64)
+        else:
+            consecutive = rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) > 0)
+            key = slice(int(rows[0]), int(rows[-1]) + 1) if consecutive else rows
+            column = self.arrow[key].column("offset_mapping").combine_chunks()
+            lengths = np.asarray(pc.list_value_length(column), dtype=np.int64)
+            flat = np.asarray(column.flatten().flatten(), dtype=np.int64)
+        if len(flat) != 2 * lengths.sum():
+            raise ValueError("offset_mapping entries must be [start_char, end_char] pairs.")
+        return flat.reshape(-1, 2), lengths
 
 
-def _stack_windows(
-    indices: list[int],
+def _logit_block(logits: Any, rows: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """The logits of the given features as a (windows, width) float array (row i read up to lengths[i])."""
+    if isinstance(logits, np.ndarray) and logits.ndim == 2:
+        if logits.shape[1] < width:
+            short = int(np.argmax(lengths > logits.shape[1]))
+            raise ValueError(f"Feature {rows[short]} has {lengths[short]} tokens but only {logits.shape[1]} logits.")
+        block = logits[rows, :width]
+        return block if block.dtype.kind == "f" else block.astype(np.float64)
+    block = np.full((len(rows), width), -np.inf)
+    for i, (row, length) in enumerate(zip(rows.tolist(), lengths.tolist())):
+        values = np.asarray(logits[row], dtype=np.float64)
+        if len(values) < length:
+            raise ValueError(f"Feature {row} has {length} tokens but only {len(values)} logits.")
+        block[i, :length] = values[:length]
+    return block
+
+
+def _decode_chunk(
+    features: _Table,
+    rows: np.ndarray,
+    example: np.ndarray,
     start_logits: Any,
     end_logits: Any,
-    feature_offsets: list,
-    feature_cls: list,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The (W, L) arrays of one example; only the first L_i logits of feature i are used."""
-    lengths = [len(feature_offsets[i]) for i in indices]
-    shape = (len(indices), max(lengths))
-    starts = np.full(shape, -np.inf)
-    ends = np.full(shape, -np.inf)
-    offsets = np.full(shape + (2,), -1, dtype=np.int64)
-    cls_index = np.empty(len(indices), dtype=np.int64)
-    for row, (index, length) in enumerate(zip(indices, lengths)):
-        feature_starts = np.asarray(start_logits[index], dtype=np.float64)
-        feature_ends = np.asarray(end_logits[index], dtype=np.float64)
-        if min(len(feature_starts), len(feature_ends)) < length:
-            raise ValueError(
-                f"Feature {index} has {length} tokens but only {min(len(feature_starts), len(feature_ends))} logits."
-            )
-        if not 0 <= feature_cls[index] < length:
-            raise ValueError(f"Feature {index}: cls_index {feature_cls[index]} outside its {length} tokens.")
-        starts[row, :length] = feature_starts[:length]
-        ends[row, :length] = feature_ends[:length]
-        offsets[row, :length] = np.asarray(feature_offsets[index], dtype=np.int64).reshape(length, 2)
-        cls_index[row] = feature_cls[index]
-    return starts, ends, offsets, cls_index
+    cls_index: np.ndarray,
+    n_best_size: int,
+    max_answer_length: int,
+) -> tuple[_Entries, _Entries]:
+    """Read the offsets and logits of the given features (example[i] owns rows[i]) and decode them together."""
+    if len(rows) == 0:
+        return _no_entries(), _no_entries()
+    offsets, lengths = features.offsets(rows)
+    cls = cls_index[rows]
+    outside = np.flatnonzero((cls < 0) | (cls >= lengths))
+    if len(outside):
+        bad = outside[0]
+        raise ValueError(f"Feature {rows[bad]}: cls_index {cls[bad]} outside its {lengths[bad]} tokens.")
+    width = int(lengths.max())
+    starts = _logit_block(start_logits, rows, lengths, width)
+    ends = _logit_block(end_logits, rows, lengths, width)
+    return _decode_windows(starts, ends, offsets, lengths, cls, example, n_best_size, max_answer_length)
 
 
-def _with_probabilities(entries: list[dict]) -> list[dict]:
-    """Softmax over the n-best scores, so the entries read as a distribution."""
-    if not entries:
-        return []
-    scores = np.array([entry["score"] for entry in entries])
-    weights = np.exp(scores - scores.max())
-    probabilities = weights / weights.sum()
-    keys = ("text", "probability", "score", "start_logit", "end_logit", "start_char", "end_char")
-    return [
-        {key: float(probability) if key == "probability" else entry[key] for key in keys}
-        for entry, probability in zip(entries, probabilities)
+def _chunks(window_counts: np.ndarray, chunk_windows: int) -> list[tuple[int, int]]:
+    """Consecutive ranges of examples with at most chunk_windows windows (an example is never split)."""
+    ranges, first, size = [], 0, 0
+    for index, count in enumerate(window_counts.tolist()):
+        if size and size + count > chunk_windows:
+            ranges.append((first, index))
+            first, size = index, 0
+        size += count
+    ranges.append((first, len(window_counts)))
+    return ranges
+
+
+def _group_softmax(scores: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Softmax within consecutive groups of `sizes` scores, each sorted best first (its first score is its max)."""
+    if len(scores) == 0:
+        return scores
+    sizes = sizes[sizes > 0]
+    firsts = np.cumsum(sizes) - sizes
+    weights = np.exp(scores - np.repeat(scores[firsts], sizes))
+    return weights / np.repeat(np.add.reduceat(weights, firsts), sizes)
+
+
+def _with_null(spans: _Entries, nulls: _Entries, n_examples: int) -> _Entries:
+    """Spans and null entries in n-best order: a null entry goes after every span of its example scoring >= it.
+
+    Spans are grouped by example and best first, so each null entry's place is its
+    example's first span plus the number of its spans scoring >= it (np.insert, no sort).
+    """
+    null_score = np.zeros(n_examples)
+    null_score[nulls.example] = nulls.score
+    ahead = np.bincount(spans.example, weights=spans.score >= null_score[spans.example], minlength=n_examples)
+    places = np.searchsorted(spans.example, nulls.example) + ahead[nulls.example].astype(np.int64)
+    return _Entries(*(np.insert(column, places, null_column) for column, null_column in zip(spans, nulls)))
+
+
+def _nbest_lists(entries: _Entries, contexts: list[str]) -> list[list[dict]]:
+    """The n-best lists of a chunk's examples, built from plain Python values (numpy scalars are slow)."""
+    sizes = np.bincount(entries.example, minlength=len(contexts))
+    columns = zip(
+        entries.example.tolist(),
+        _group_softmax(entries.score, sizes).tolist(),
+        entries.score.tolist(),
+        entries.start_logit.tolist(),
+        entries.end_logit.tolist(),
+        entries.start_char.tolist(),
+        entries.end_char.tolist(),
+    )
+    flat = [
+        {
+            "text": contexts[e][c:d],
+            "probability": p,
+            "score": s,
+            "start_logit": a,
+            "end_logit": b,
+            "start_char": c,
+            "end_char": d,
+        }
+        for e, p, s, a, b, c, d in columns
     ]
+    for null in np.flatnonzero(entries.is_null).tolist():
+        flat[null]["start_char"] = flat[null]["end_char"] = None  # its text, context[0:0], is ""
+    ends = np.cumsum(sizes).tolist()
+    return [flat[first:last] for first, last in zip([0] + ends[:-1], ends)]
+
+
+def _collect(
+    decoded: Decoded,
+    ids: list[str],
+    contexts: list[str],
+    spans: _Entries,
+    nulls: _Entries,
+    version_2_with_negative: bool,
+    null_score_diff_threshold: float,
+) -> None:
+    """Add one chunk's predictions, n-best lists, null odds and flags to `decoded`, in example order."""
+    n = len(ids)
+    best = spans.take(_rank_in_group(spans.example) == 0)
+    has_span, has_windows = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    has_span[best.example], has_windows[nulls.example] = True, True
+    null_score, best_score = np.zeros(n), np.zeros(n)
+    null_score[nulls.example], best_score[best.example] = nulls.score, best.score
+    null_odds = np.where(has_span, null_score - best_score, NO_SPAN_NULL_ODDS).tolist()
+    answers = [""] * n
+    for index, start, end in zip(best.example.tolist(), best.start_char.tolist(), best.end_char.tolist()):
+        answers[index] = contexts[index][start:end]
+    entries = spans
+    if version_2_with_negative:
+        answers = ["" if odds > null_score_diff_threshold else text for text, odds in zip(answers, null_odds)]
+        entries = _with_null(spans, nulls, n)
+    decoded.predictions.update(zip(ids, answers))
+    decoded.nbest.update(zip(ids, _nbest_lists(entries, contexts)))
+    decoded.null_odds.update(zip(ids, null_odds))
+    for qid, windows, span in zip(ids, has_windows.tolist(), has_span.tolist()):
+        if not windows:
+            decoded.no_features.append(qid)
+        elif not span:
+            decoded.no_valid_span.append(qid)
+
+
+def _example_of_features(example_ids: list[str], feature_example_ids: list[str]) -> np.ndarray:
+    """Each feature's example position; unknown or repeated ids are errors."""
+    position = {qid: index for index, qid in enumerate(example_ids)}
+    if len(position) != len(example_ids):
+        repeated = [qid for qid, count in collections.Counter(example_ids).items() if count > 1]
+        raise ValueError(f"{len(repeated)} example ids occur more than once, e.g. {repeated[:5]}")
+    unknown = list(dict.fromkeys(qid for qid in feature_example_ids if qid not in position))
+    if unknown:
+        raise ValueError(f"Features refer to {len(unknown)} unknown example ids, e.g. {unknown[:5]}")
+    return np.fromiter(map(position.__getitem__, feature_example_ids), dtype=np.int64, count=len(feature_example_ids))
 
 
 def decode_predictions(
@@ -404,65 +643,36 @@ def decode_predictions(
     when null score - best span score > null_score_diff_threshold, and the n-best list
     also holds the "no answer" entry. Every example gets exactly one prediction; examples
     without windows or without any valid span get "" and are listed in the result.
-    """
-    example_ids = [str(qid) for qid in _column(examples, "id")]
-    contexts = _column(examples, "context")
-    feature_example_ids = [str(qid) for qid in _column(features, "example_id")]
-    feature_offsets = _column(features, "offset_mapping")
-    feature_cls = [int(c) for c in _column(features, "cls_index")]
-    if len(start_logits) != len(feature_example_ids) or len(end_logits) != len(feature_example_ids):
-        raise ValueError(
-            f"{len(feature_example_ids)} features but {len(start_logits)} start / {len(end_logits)} end logit rows."
-        )
-    if len(set(example_ids)) != len(example_ids):
-        repeated = [qid for qid, count in collections.Counter(example_ids).items() if count > 1]
-        raise ValueError(f"{len(repeated)} example ids occur more than once, e.g. {repeated[:5]}")
 
-    known = set(example_ids)
-    features_of: dict[str, list[int]] = collections.defaultdict(list)
-    for index, example_id in enumerate(feature_example_ids):
-        features_of[example_id].append(index)
-    unknown = [qid for qid in features_of if qid not in known]
-    if unknown:
-        raise ValueError(f"Features refer to {len(unknown)} unknown example ids, e.g. {unknown[:5]}")
+    Same results as `decode_spans` example by example, but whole chunks of examples are
+    decoded at once (see the top of this section).
+    """
+    _check_sizes(n_best_size, max_answer_length)
+    example_table = _Table(examples, ["id", "context"])
+    feature_table = _Table(features, ["example_id", "offset_mapping", "cls_index"])
+    example_ids = [str(qid) for qid in example_table.pylist("id")]
+    feature_example_ids = [str(qid) for qid in feature_table.pylist("example_id")]
+    n_features = len(feature_example_ids)
+    if len(start_logits) != n_features or len(end_logits) != n_features:
+        raise ValueError(f"{n_features} features but {len(start_logits)} start / {len(end_logits)} end logit rows.")
+    example_of_feature = _example_of_features(example_ids, feature_example_ids)
+    cls_index = np.asarray(feature_table.pylist("cls_index"), dtype=np.int64)
+    # Features grouped by example, each example's windows in their order.
+    feature_order = np.argsort(example_of_feature, kind="stable")
+    window_counts = np.bincount(example_of_feature, minlength=len(example_ids))
+    first_window = np.concatenate([[0], np.cumsum(window_counts)])
 
     decoded = Decoded()
-    progress = tqdm(
-        zip(example_ids, contexts),
-        total=len(example_ids),
-        desc="Decoding answers",
-        disable=len(example_ids) < PROGRESS_MIN_EXAMPLES or not logger.isEnabledFor(logging.INFO),
-    )
-    for example_id, context in progress:
-        indices = features_of.get(example_id)
-        if not indices:
-            decoded.no_features.append(example_id)
-            decoded.predictions[example_id] = ""
-            decoded.nbest[example_id] = []
-            decoded.null_odds[example_id] = NO_SPAN_NULL_ODDS
-            continue
-        windows = _stack_windows(indices, start_logits, end_logits, feature_offsets, feature_cls)
-        starts, ends, offsets, cls_index = windows
-        spans = _span_candidates(starts, ends, offsets, n_best_size, max_answer_length)
-        for span in spans:
-            span["text"] = context[span["start_char"] : span["end_char"]]
-        null = _null_candidate(starts, ends, cls_index)
-        if spans:
-            null_odds = null["score"] - spans[0]["score"]
-            best_text = spans[0]["text"]
-        else:
-            decoded.no_valid_span.append(example_id)
-            null_odds = NO_SPAN_NULL_ODDS
-            best_text = ""
-        entries = spans
-        if version_2_with_negative:
-            if null_odds > null_score_diff_threshold:
-                best_text = ""
-            # Stable sort: the null entry goes after spans with the same score.
-            entries = sorted(spans + [null], key=lambda entry: -entry["score"])
-        decoded.predictions[example_id] = best_text
-        decoded.nbest[example_id] = _with_probabilities(entries)
-        decoded.null_odds[example_id] = null_odds
+    chunk_windows = max(1, min(CHUNK_WINDOWS, CHUNK_PAIR_CELLS // n_best_size**2))
+    for first, last in _chunks(window_counts, chunk_windows):
+        rows = feature_order[first_window[first] : first_window[last]]
+        example = example_of_feature[rows] - first
+        spans, nulls = _decode_chunk(
+            feature_table, rows, example, start_logits, end_logits, cls_index, n_best_size, max_answer_length
+        )
+        contexts = example_table.pylist("context", first, last)
+        ids = example_ids[first:last]
+        _collect(decoded, ids, contexts, spans, nulls, version_2_with_negative, null_score_diff_threshold)
 
     if decoded.no_features:
         logger.warning(
@@ -485,7 +695,7 @@ def decode_predictions(
 def _has_gold_answers(examples: Any) -> bool:
     """A test set without labels has no `answers` or only empty ones: nothing to score."""
     try:
-        answers = _column(examples, "answers")
+        answers = _Table(examples, ["answers"]).pylist("answers")
     except KeyError:
         return False
     return any(answer and answer.get("text") for answer in answers)
@@ -528,7 +738,8 @@ class PostProcess:
     @staticmethod
     def references(examples: Any) -> dict[str, list[str]]:
         """Gold answer texts by example id; an empty list marks an unanswerable question."""
-        ids, answers = _column(examples, "id"), _column(examples, "answers")
+        table = _Table(examples, ["id", "answers"])
+        ids, answers = table.pylist("id"), table.pylist("answers")
         return {str(qid): list(answer["text"]) for qid, answer in zip(ids, answers)}
 
     def score(self, decoded: Decoded, examples: Any) -> dict:

@@ -14,7 +14,7 @@ repetition), and their outputs are compared example by example: predictions, n-b
 (texts, chars, scores, logits, order), null odds. Then, in a fresh subprocess each, the
 peak memory of decoding COVID-QA dev once and repeated 4x (distinct ids).
 
-    python bench/bench_decoding.py            # full run (~8 min on 2 busy cores)
+    python bench/bench_decoding.py            # full run (~4 min on 2 busy cores)
     python bench/bench_decoding.py --quick    # first 300 SQuAD / 20 COVID-QA questions, 3 reps
 
 Prints one JSON object on stdout (progress goes to stderr) and saves it under
@@ -208,12 +208,10 @@ def time_interleaved(functions: dict, reps: int) -> tuple[dict, dict]:
     return times, outputs
 
 
-def run_timings(inputs: dict, reps: int, with_sketch: bool = False) -> list[dict]:
+def run_timings(inputs: dict, reps: int) -> list[dict]:
     from bench.reference_decoder import compare, reference_decode
     from postprocess import decode_predictions
 
-    if with_sketch:
-        from bench.batched_decoder_sketch import batched_decode
     rows = []
     for name, (examples, features) in inputs.items():
         example_ids = _arrow_column(examples, "id")
@@ -235,8 +233,6 @@ def run_timings(inputs: dict, reps: int, with_sketch: bool = False) -> list[dict
                         "reference": lambda: reference_decode(ex, ft, starts, ends, **options),
                         "fast": lambda: decode_predictions(ex, ft, starts, ends, **options),
                     }
-                    if with_sketch:
-                        functions["sketch"] = lambda: batched_decode(ex, ft, starts, ends, **options)
                     times, outputs = time_interleaved(functions, reps)
                     reference_out = outputs["reference"]
                     check = compare(outputs["fast"], reference_out)
@@ -262,20 +258,11 @@ def run_timings(inputs: dict, reps: int, with_sketch: bool = False) -> list[dict
                         "mismatch_examples": check["examples"],
                         "empty_predictions": sum(1 for text in reference_out.predictions.values() if not text),
                     }
-                    if with_sketch:
-                        sketch_check = compare(outputs["sketch"], reference_out)
-                        row["sketch"] = {
-                            "median_s": round(statistics.median(times["sketch"]), 4),
-                            "ratio_median": _median_ratio(times["reference"], times["sketch"]),
-                            "prediction_mismatches": sketch_check["prediction_mismatches"],
-                            "nbest_or_null_odds_mismatches": sketch_check["nbest_or_null_odds_mismatches"],
-                        }
                     rows.append(row)
                     say(
                         f"  reference {row['reference_median_s']}s fast {row['fast_median_s']}s "
                         f"ratio {row['ratio_median']} mismatches {check['prediction_mismatches']}"
                         f"/{check['nbest_or_null_odds_mismatches']}"
-                        + (f" | sketch {row['sketch']}" if with_sketch else "")
                     )
                     del outputs, reference_out
     return rows
@@ -322,12 +309,9 @@ def _deep_size(obj, seen=None) -> int:
     return size
 
 
-def memory_child(name: str, repeats: int, form: str, limit: int | None, decoder: str = "fast") -> dict:
-    """Runs in a fresh process: peak memory of one decode_predictions call (or the sketch's)."""
-    if decoder == "sketch":
-        from bench.batched_decoder_sketch import batched_decode as decode_predictions
-    else:
-        from postprocess import decode_predictions
+def memory_child(name: str, repeats: int, form: str, limit: int | None) -> dict:
+    """Runs in a fresh process: peak memory of one decode_predictions call."""
+    from postprocess import decode_predictions
 
     examples, features = load_inputs(name, DATA_DIR / INPUTS[name], limit)
     ex, ft = _replicated(examples, features, repeats)
@@ -356,7 +340,6 @@ def memory_child(name: str, repeats: int, form: str, limit: int | None, decoder:
     tracemalloc.stop()
     retained = current - baseline
     return {
-        "decoder": decoder,
         "features_as": form,
         "repeats": repeats,
         "n_examples": len(decoded.predictions),
@@ -388,28 +371,24 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def run_memory(limit: int | None, with_sketch: bool = False) -> dict:
+def run_memory(limit: int | None) -> dict:
     """Decode COVID-QA dev 1x and 4x (distinct ids), each in a fresh subprocess."""
     results = {}
-    keys = [("fast", "dataset"), ("fast", "lists")] + ([("sketch", "dataset")] if with_sketch else [])
-    for decoder, form in keys:
+    forms = ("dataset", "lists")
+    for form in forms:
         for repeats in (1, MEMORY_REPEATS):
-            say(f"memory: {decoder} decoder, covid-qa-dev x{repeats}, input={form}")
+            say(f"memory: covid-qa-dev x{repeats}, input={form}")
             command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", form, str(repeats)]
-            command += ["--memory-decoder", decoder]
             if limit:
                 command += ["--memory-limit", str(limit)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"memory subprocess failed:\n{done.stderr[-3000:]}")
-            results[f"{form}_x{repeats}" if decoder == "fast" else f"{decoder}_{form}_x{repeats}"] = json.loads(
-                done.stdout.strip().splitlines()[-1]
-            )
+            results[f"{form}_x{repeats}"] = json.loads(done.stdout.strip().splitlines()[-1])
     summary = {}
-    for decoder, form in keys:
-        prefix = "" if decoder == "fast" else f"{decoder}_"
-        one, many = results[f"{prefix}{form}_x1"], results[f"{prefix}{form}_x{MEMORY_REPEATS}"]
-        summary[prefix + form] = {
+    for form in forms:
+        one, many = results[f"{form}_x1"], results[f"{form}_x{MEMORY_REPEATS}"]
+        summary[form] = {
             "peak_growth": round(many["traced_peak_during_decode_mb"] / max(one["traced_peak_during_decode_mb"], 1e-9), 2),
             "result_growth": round(many["traced_retained_result_mb"] / max(one["traced_retained_result_mb"], 1e-9), 2),
             "transient_growth": round(many["transient_peak_mb"] / max(one["transient_peak_mb"], 1e-9), 2),
@@ -439,18 +418,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small subset (first 300 SQuAD / 20 COVID-QA questions)")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per decoder (default 5, quick 3)")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the memory measurement")
-    parser.add_argument(
-        "--sketch", action="store_true", help="also time bench/batched_decoder_sketch.py (the recommended change)"
-    )
     parser.add_argument("--memory-child", nargs=2, metavar=("FORM", "REPEATS"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-limit", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--memory-decoder", default="fast", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the decoders' "no valid span" warnings are expected here
 
     if args.memory_child:
         form, repeats = args.memory_child
-        print(json.dumps(memory_child("covid-qa-dev", int(repeats), form, args.memory_limit, args.memory_decoder)))
+        print(json.dumps(memory_child("covid-qa-dev", int(repeats), form, args.memory_limit)))
         return 0
 
     missing = [f for f in INPUTS.values() if not (DATA_DIR / f).is_file()]
@@ -477,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
             "n_windows": len(features),
             "windows_per_example": {"mean": round(float(counts.mean()), 2), "max": int(counts.max())},
         }
-    timings = run_timings(inputs, reps, with_sketch=args.sketch)
-    memory = None if args.skip_memory else run_memory(QUICK_LIMITS["covid-qa-dev"] if args.quick else None, args.sketch)
+    timings = run_timings(inputs, reps)
+    memory = None if args.skip_memory else run_memory(QUICK_LIMITS["covid-qa-dev"] if args.quick else None)
     ratios = [row["ratio_median"] for row in timings]
     result = {
         "benchmark": "span decoding: bench/reference_decoder.py (plain loops) vs postprocess.decode_predictions",

@@ -186,3 +186,67 @@ def test_datasets_input_and_constants():
     assert_agree(Dataset.from_list(examples), Dataset.from_list(features), padded(starts, -100.0),
                  padded(ends, -100.0), n_best_size=5, version_2_with_negative=True)
     assert NO_SPAN_NULL_ODDS == postprocess.NO_SPAN_NULL_ODDS
+
+
+@pytest.mark.parametrize("chunk_windows", [1, 7])
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_any_chunk_size_gives_the_same_answers(monkeypatch, chunk_windows, as_dataset):
+    # Small chunks: many chunks, an example's windows never split, windows read out of order.
+    from datasets import Dataset
+
+    monkeypatch.setattr(postprocess, "CHUNK_WINDOWS", chunk_windows)
+    rng = np.random.default_rng(chunk_windows)
+    examples, features, starts, ends = make_batch(rng, 20, "rounded")
+    if as_dataset:
+        examples, features = Dataset.from_list(examples), Dataset.from_list(features)
+        starts, ends = padded(starts, -100.0), padded(ends, -100.0)
+    for version_2 in (False, True):
+        assert_agree(examples, features, starts, ends, n_best_size=4, max_answer_length=5,
+                     version_2_with_negative=version_2, null_score_diff_threshold=0.5)
+
+
+def test_dataset_with_an_indices_mapping_and_int32_offsets():
+    # Datasets after select()/shuffle() read rows through an indices mapping; offsets may be int32.
+    from datasets import Dataset, Features, List, Value
+
+    rng = np.random.default_rng(3)
+    examples, features, starts, ends = make_batch(rng, 15, "integers")
+    schema = Features(
+        {"example_id": Value("string"), "offset_mapping": List(List(Value("int32"))), "cls_index": Value("int64")}
+    )
+    reversed_features = Dataset.from_list(features[::-1], features=schema)
+    feature_rows = reversed_features.select(range(len(features) - 1, -1, -1))
+    example_rows = Dataset.from_list(examples[::-1]).select(range(len(examples) - 1, -1, -1))
+    assert feature_rows._indices is not None and example_rows._indices is not None
+    assert feature_rows[0] == features[0]
+    for version_2 in (False, True):
+        assert_agree(example_rows, feature_rows, starts, ends, n_best_size=6, version_2_with_negative=version_2)
+
+
+def test_working_memory_is_bounded_by_the_chunk(monkeypatch):
+    # 1,000 windows of 384 tokens, decoded 64 at a time: nothing near a float64 copy of all
+    # logits (6 MB) or a Python list per token (~40 MB) is ever held beyond the result.
+    import tracemalloc
+
+    import pyarrow as pa
+    from datasets import Dataset
+
+    monkeypatch.setattr(postprocess, "CHUNK_WINDOWS", 64)
+    n, length = 1000, 384
+    pairs = np.stack([np.arange(length) * 2, np.arange(length) * 2 + 1], axis=-1)
+    pairs[:3] = -1  # CLS and question
+    flat = np.tile(pairs, (n, 1)).ravel()
+    inner = pa.ListArray.from_arrays(np.arange(0, 2 * n * length + 1, 2, dtype=np.int32), flat)
+    outer = pa.ListArray.from_arrays(np.arange(0, n * length + 1, length, dtype=np.int32), inner)
+    ids = [f"q{i}" for i in range(n)]
+    features = Dataset(pa.table({"example_id": ids, "offset_mapping": outer, "cls_index": np.zeros(n, dtype=np.int64)}))
+    examples = Dataset.from_dict({"id": ids, "context": ["x" * (2 * length)] * n})
+    rng = np.random.default_rng(0)
+    starts, ends = rng.normal(size=(2, n, length)).astype(np.float32)
+
+    tracemalloc.start()
+    decoded = decode_predictions(examples, features, starts, ends, n_best_size=5)
+    retained, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(decoded.predictions) == n
+    assert peak - retained < 0.5 * 2 * starts.size * 8, (peak, retained)

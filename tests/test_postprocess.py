@@ -433,3 +433,14 @@ def test_postprocess_without_answers_or_output_dir():
     assert decoded.predictions["a"] == "jkl mno"
     assert post.write(decoded) == []
     assert PostProcess.references(EXAMPLES) == {"a": ["jkl mno"], "b": ["stu"], "c": ["xyz"]}
+
+
+def test_nan_logits_do_not_stop_decoding():
+    # A diverged model can output NaN; decoding still answers every example, never with a NaN span.
+    starts, ends = padded(STARTS), padded(ENDS)
+    starts[0, 2] = np.nan  # a's window 0, first context token
+    ends[2, 4] = np.nan  # a's window 1, last context token
+    decoded = decode_predictions(EXAMPLES, FEATURES, starts, ends)
+    assert list(decoded.predictions) == ["a", "b", "c"]
+    assert decoded.predictions["b"] == "stu"
+    assert all(np.isfinite(entry["score"]) for entry in decoded.nbest["a"])
