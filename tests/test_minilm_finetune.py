@@ -33,7 +33,8 @@ def test_short_finetune_beats_base_by_30_f1(base_model_path, tmp_path):
     run_qa("--model_name_or_path", base_model_path, "--train_file", paths["train"], "--output_dir", tuned,
            "--do_train", "--max_seq_length", 192, "--doc_stride", 64, "--num_train_epochs", 3,
            "--learning_rate", 3e-4, "--warmup_steps", 10, "--per_device_train_batch_size", 8,
-           "--save_strategy", "no", "--report_to", "none", "--seed", 7, "--disable_tqdm", "true")
+           "--save_strategy", "no", "--report_to", "none", "--seed", 7, "--disable_tqdm", "true",
+           timeout=1800)  # about 2 minutes on an idle 2-core CPU; generous for a loaded one
     report_path = tmp_path / "comparison.json"
     assert qa_predict.main(["--base_model", str(base_model_path), "--tuned_model", str(tuned), "--data_file",
                             str(paths["validation"]), "--output_file", str(report_path), "--max_seq_length", "192",

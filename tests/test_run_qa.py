@@ -16,9 +16,9 @@ V2_KEYS = {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", 
            "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"}
 
 
-def run_qa(*args: str, expect: int = 0) -> str:
+def run_qa(*args: str, expect: int = 0, timeout: int = 600) -> str:
     result = subprocess.run(
-        [sys.executable, "run_qa.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "run_qa.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     output = result.stdout + result.stderr
     assert result.returncode == expect, output[-4000:]
