@@ -194,9 +194,11 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     splits = [s for s, flag in (("train", "do_train"), ("validation", "do_eval"), ("test", "do_predict")) if getattr(training_args, flag)]
     examples = preprocess.load(splits)
     output_dir = Path(training_args.output_dir)
+    arguments = resolved_arguments(model_args, data_args, lora_args, training_args)
+    data_report = preprocess.report()
     if training_args.should_save:
-        write_json(output_dir / "run_args.json", resolved_arguments(model_args, data_args, lora_args, training_args))
-        write_json(output_dir / "data_report.json", preprocess.report())
+        write_json(output_dir / "run_args.json", arguments)
+        write_json(output_dir / "data_report.json", data_report)
 
     with training_args.main_process_first(desc="tokenizing"):
         train_features = preprocess.train_features(examples["train"]) if training_args.do_train else None
@@ -216,8 +218,7 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     trainer.save_metrics("data", data_counts, combined=True)
     results.update(data_counts)
     if training_args.should_save:  # after the model is saved: peft writes its own README.md
-        arguments = resolved_arguments(model_args, data_args, lora_args, training_args)
-        write_run_report(output_dir, arguments, preprocess.report(), results, trainer.state.log_history)
+        write_run_report(output_dir, arguments, data_report, results, trainer.state.log_history)
     return results
 
 
