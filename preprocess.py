@@ -615,7 +615,6 @@ def check_files(paths: list[str], data_args, tokenizer) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """`python preprocess.py --check FILE ...`: validate data files without training."""
     import argparse
-    import sys
 
     from args import DataTrainingArguments
 

@@ -28,7 +28,7 @@ def test_all_file_layouts_read_to_the_same_records(tmp_path):
         make_record("a", "Alpha beta gamma.", "Which letter?", "beta"),
         make_record("b", "Delta epsilon.", "Which one?", None, is_impossible=True),
     ]
-    flat = write_flat(tmp_path / "flat.json", records)
+    write_flat(tmp_path / "flat.json", records)
     (tmp_path / "lines.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     nested = {
         "version": "v2.0",
