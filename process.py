@@ -7,6 +7,7 @@ under DDP); only the main process writes files.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -68,8 +69,6 @@ def _cannot_load(what: str, name: str, err: Exception) -> ConfigError:
 
 
 def adapter_base_model(path: str) -> str:
-    import json
-
     return json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8"))["base_model_name_or_path"]
 
 

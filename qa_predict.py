@@ -143,7 +143,7 @@ def comparison_table(examples: Dataset, results: list[ModelResult], rows: int, w
     """A plain-text table: question, gold answer, then each model's answer."""
     header = ["question", "gold"] + [r.name for r in results]
     lines = [" | ".join(h.ljust(width) for h in header), "-+-".join("-" * width for _ in header)]
-    for example in list(examples)[:rows]:
+    for example in examples.select(range(min(rows, len(examples)))):
         gold = example["answers"]["text"][0] if example["answers"]["text"] else ""
         cells = [example["question"], gold] + [r.predictions[example["id"]] for r in results]
         lines.append(" | ".join(_cell(c, width).ljust(width) for c in cells))
