@@ -1,6 +1,7 @@
 """Inference speed: sorted, dynamically padded batches (and int8) vs unsorted pad-to-max batches.
 
-    python bench/bench_inference.py --model bench/results/accuracy/squad-full [--reps 3]
+    python bench/bench_inference.py --model bench/results/accuracy/squad-full \
+        --data_file bench/results/accuracy/data/squad-eval.json --max_examples 1000 [--reps 3]
     python bench/bench_inference.py --quick          # 200 questions, 1 rep
 
 Both of the project's prediction paths are timed on the same windows, with the same model,
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "models" / "all-MiniLM-L6-v2"))
     parser.add_argument("--data", choices=list(DATA), default="squad")
+    parser.add_argument("--data_file", help="a SQuAD-format file instead of --data, e.g. a held-out split "
+                        "written by bench_accuracy.py (bench/results/accuracy/data/squad-eval.json)")
     parser.add_argument("--max_examples", type=int, default=2000, help="first N questions (default 2000)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
@@ -117,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.quick:
         options.max_examples, options.reps = 200, 1
-    if not DATA[options.data].is_file():
-        print(json.dumps({"skipped": f"{DATA[options.data]} not found"}))
+    data_file = Path(options.data_file) if options.data_file else DATA[options.data]
+    if not data_file.is_file():
+        print(json.dumps({"skipped": f"{data_file} not found"}))
         return 0
     torch.manual_seed(0)
     qa_args = build_parser().parse_args(
-        ["--data_file", str(DATA[options.data]), "--max_examples", str(options.max_examples),
+        ["--data_file", str(data_file), "--max_examples", str(options.max_examples),
          "--batch_size", str(options.batch_size)]
     )
     answerer = Answerer("model", options.model, qa_args)
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "inference",
         "command": "python bench/bench_inference.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": options.model,
-        "data": f"{DATA[options.data].name}, first {len(examples)} questions, {len(features)} windows "
+        "data": f"{data_file.name}, first {len(examples)} questions, {len(features)} windows "
                 f"(mean {lengths.mean():.0f} tokens, max_seq_length {max_length}, doc_stride {qa_args.doc_stride})",
         "batch_size": options.batch_size,
         "repetitions": options.reps,

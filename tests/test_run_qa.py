@@ -131,3 +131,17 @@ def test_tensorboard_logging(tiny_model_dir, small_dataset, tmp_path, monkeypatc
     run_qa(*common_args(tiny_model_dir, small_dataset, tmp_path / "run"), "--do_train", "--max_steps", 2,
            "--logging_steps", 1, "--report_to", "tensorboard")
     assert list(logs.glob("events.out.tfevents.*"))
+
+
+def test_gpu_fast_path_options_also_run_on_cpu(tiny_model_dir, small_dataset, tmp_path):
+    """bf16 autocast and fused AdamW (the GPU recipe in README) go through the whole pipeline."""
+    out = tmp_path / "run"
+    run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 2, "--save_strategy", "no",
+           "--bf16", "true", "--use_cpu", "true", "--optim", "adamw_torch_fused")
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["train_loss"] == results["train_loss"] and results["train_loss"] > 0  # finite, not NaN
+    predictions = json.loads((out / "eval_predictions.json").read_text())
+    assert sorted(predictions) == sorted(f"validation-{i}" for i in range(12))
+    run_args = json.loads((out / "run_args.json").read_text())
+    training = next(group for group in run_args.values() if "optim" in group)
+    assert training["bf16"] is True and training["optim"] == "adamw_torch_fused"
