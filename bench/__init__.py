@@ -1,1 +1,26 @@
 """Benchmarks (not part of the pipeline); see README.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine(**extra) -> dict:
+    """Where and when a result was measured, for the JSON record."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"), **extra}
+
+
+def publish(result: dict, name: str) -> Path:
+    """Print the result as JSON on stdout and keep a copy as bench/results/<name>-<time>.json."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(text + "\n", encoding="utf-8")
+    return path

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import machine, publish  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 WORK = RESULTS / "accuracy"
@@ -170,13 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {name: " ".join(VARIANTS[name]) or "no training" for name in options.variants},
         "runs": rows,
         "table": table,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")},
+        "machine": machine(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
+    publish(result, "accuracy")
     print(table, file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"accuracy-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(text + "\n", encoding="utf-8")
     return 0
 
 

@@ -25,8 +25,6 @@ import argparse
 import copy
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,12 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import process  # noqa: E402
+from bench import machine, publish  # noqa: E402
 from postprocess import PostProcess  # noqa: E402
 from preprocess import read_records  # noqa: E402
 from qa_predict import Answerer, build_parser, predict_logits  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results"
 DATA = {"squad": SHARED / "squad-v1.1-dev.json", "covid_qa": SHARED / "covid-qa-dev.json",
         "policyqa": SHARED / "policyqa-dev.json"}
 
@@ -193,13 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         "repetitions": options.reps,
         "torch_threads": torch.get_num_threads(),
         "arms": arms_report,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                    "date": time.strftime("%Y-%m-%d")},
+        "machine": machine(torch=torch.__version__),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"inference-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(text + "\n", encoding="utf-8")
+    publish(result, "inference")
     return 0
 
 

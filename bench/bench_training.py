@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import machine, publish  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "policyqa-dev.json"
 RESULTS = ROOT / "bench" / "results"
 BASE_MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
@@ -115,11 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         "eval_f1_difference_vs_pad_to_max": {
             name: round(median[name]["eval_f1"] - baseline["eval_f1"], 2) for name in ARMS
         },
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")},
+        "machine": machine(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    (RESULTS / f"training-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(text + "\n", encoding="utf-8")
+    publish(result, "training")
     return 0
 
 
