@@ -1,7 +1,7 @@
 """Inference speed: sorted, dynamically padded batches (and int8) vs unsorted pad-to-max batches.
 
     python bench/bench_inference.py --model bench/results/accuracy/squad-full \
-        --data_file bench/results/accuracy/data/squad-eval.json --max_examples 1000 [--reps 3]
+        --data_file bench/results/accuracy/data/squad-eval.json --max_examples 400 [--reps 3]
     python bench/bench_inference.py --quick          # 200 questions, 1 rep
 
 Both of the project's prediction paths are timed on the same windows, with the same model,

@@ -24,10 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import machine, publish  # noqa: E402
+from bench import RESULTS, machine, publish  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "policyqa-dev.json"
-RESULTS = ROOT / "bench" / "results"
 BASE_MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
 
 ARMS = {
