@@ -8,11 +8,15 @@ BASE_MODEL := models/all-MiniLM-L6-v2
 DEMO_DATA := data/mock
 DEMO_DOMAIN ?= equipment_manual
 
-.PHONY: setup base-model mock-data demo test clean
+.PHONY: setup browser base-model mock-data demo test clean
+
+# The browser test (tests/test_page.py) needs Debian's chromium and chromedriver. As root
+# (CI, fresh machines) `make test` installs them; elsewhere run `sudo make browser` once.
+BROWSER_SETUP := $(if $(filter 0,$(shell id -u)),browser,)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extra.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extra.txt requirements-serve.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -35,7 +39,14 @@ demo: base-model mock-data
 	$(PY) run_qa.py args.json
 	$(PY) qa_predict.py --base_model $(BASE_MODEL) --tuned_model models/minilm-qa-demo --data_file $(DEMO_DATA)/test.json --max_seq_length 256 --doc_stride 96 --output_file models/minilm-qa-demo/comparison.json
 
-test: setup
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver already installed"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: setup $(BROWSER_SETUP)
 	$(PY) -m pytest -q tests
 
 clean:

@@ -1,0 +1,193 @@
+"""Read retrieved passages with the model and turn the best spans into answers in their documents.
+
+The reader is the project's own evaluation path: every (question, passage) pair becomes
+an example, Preprocess.eval_features cuts it into the windows the model was tuned with,
+a backend gives the logits (windows batched longest first, so a batch pads only to its
+own longest window), and postprocess.decode_predictions picks the n-best spans. Answers
+of all passages of a question are then ranked together by span score, with their
+character offsets moved from the passage to the document.
+
+A SQuAD v2 model may abstain: a passage whose "no answer" score beats its best span by
+more than the saved threshold contributes no answer, and a span counts only when it
+beats its passage's no-answer score by that margin. When nothing is left the question
+gets "no answer".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from datasets import Dataset
+
+from postprocess import Decoded, decode_predictions
+from preprocess import Preprocess
+from qa_settings import QASettings
+from retrieval import Hit
+
+logger = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: its text, where it is in which document, and the passage it was read in."""
+
+    text: str
+    score: float  # start + end logit of the span
+    probability: float  # softmax of the score over this question's candidate answers
+    document: str
+    start: int  # character offsets in the document text: text == document_text[start:end]
+    end: int
+    passage: str  # the passage the span was read in
+    passage_start: int  # where the passage starts in the document
+    answer_start: int  # offsets of the span within the passage
+    answer_end: int
+    retrieval_score: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The answers to one question, best first; `no_answer` when the model abstained or nothing matched."""
+
+    question: str
+    answers: list[Answer]
+    no_answer: bool
+    passages_read: int
+
+    def to_json(self) -> dict:
+        return {
+            "question": self.question,
+            "answers": [a.to_json() for a in self.answers],
+            "no_answer": self.no_answer,
+            "passages_read": self.passages_read,
+        }
+
+
+def pad_batch(rows: list[dict], names: list[str], pad_id: int) -> dict[str, np.ndarray]:
+    """Windows padded to the longest of them: ids with pad_id, mask and token types with 0."""
+    width = max(len(row["input_ids"]) for row in rows)
+    batch = {}
+    for name in names:
+        fill = pad_id if name == "input_ids" else 0
+        array = np.full((len(rows), width), fill, dtype=np.int64)
+        for i, row in enumerate(rows):
+            array[i, : len(row[name])] = row[name]
+        batch[name] = array
+    return batch
+
+
+def window_logits(backend, features: Dataset, pad_id: int, batch_size: int) -> tuple[list, list]:
+    """Start and end logits of every window, each trimmed to its own length, in feature order."""
+    names = [name for name in MODEL_INPUTS if name in features.column_names]
+    rows = features.select_columns(names).to_list()
+    lengths = np.array([len(row["input_ids"]) for row in rows])
+    order = np.argsort(-lengths, kind="stable")
+    starts: list = [None] * len(rows)
+    ends: list = [None] * len(rows)
+    for first in range(0, len(order), batch_size):
+        indices = order[first : first + batch_size].tolist()
+        start, end = backend.logits(pad_batch([rows[i] for i in indices], names, pad_id))
+        for row, index in enumerate(indices):
+            starts[index], ends[index] = start[row, : lengths[index]], end[row, : lengths[index]]
+    return starts, ends
+
+
+def _softmax(scores: list[float]) -> list[float]:
+    if not scores:
+        return []
+    values = np.exp(np.asarray(scores) - max(scores))
+    return (values / values.sum()).tolist()
+
+
+def passage_spans(decoded: Decoded, pid: str, settings: QASettings) -> list[dict]:
+    """The n-best spans of one passage that may be answers (for v2: those beating its no-answer score)."""
+    spans = [entry for entry in decoded.nbest.get(pid, []) if entry["start_char"] is not None and entry["text"]]
+    if not settings.version_2_with_negative or not spans:
+        return spans
+    null_score = decoded.null_odds[pid] + spans[0]["score"]  # null_odds = null score - best span score
+    return [s for s in spans if null_score - s["score"] <= settings.null_score_diff_threshold]
+
+
+def rank_answers(candidates: list[tuple[dict, Hit]], top_k: int) -> list[Answer]:
+    """Candidates of all passages as answers: one per document span (overlapping passages repeat them), best first."""
+    best: dict[tuple, tuple[dict, Hit]] = {}
+    for span, hit in candidates:
+        key = (hit.passage.document, hit.passage.start + span["start_char"], hit.passage.start + span["end_char"])
+        if key not in best or span["score"] > best[key][0]["score"]:
+            best[key] = (span, hit)
+    ranked = sorted(best.items(), key=lambda item: -item[1][0]["score"])
+    probabilities = _softmax([span["score"] for _, (span, _) in ranked])
+    answers = []
+    for ((document, start, end), (span, hit)), probability in zip(ranked[:top_k], probabilities):
+        answers.append(
+            Answer(
+                text=span["text"], score=float(span["score"]), probability=float(probability), document=document,
+                start=start, end=end, passage=hit.passage.text, passage_start=hit.passage.start,
+                answer_start=span["start_char"], answer_end=span["end_char"], retrieval_score=hit.score,
+            )
+        )
+    return answers
+
+
+class Reader:
+    """The model, its tokenizer and reading settings, answering questions from given passages."""
+
+    def __init__(self, tokenizer, backend, settings: QASettings, batch_size: int = 32):
+        import datasets
+
+        from args import DataTrainingArguments
+
+        datasets.disable_progress_bars()  # one bar per request is noise in a server's log
+        self.tokenizer, self.backend, self.settings, self.batch_size = tokenizer, backend, settings, batch_size
+        data_args = DataTrainingArguments(
+            validation_file="documents",
+            max_seq_length=settings.max_seq_length,
+            doc_stride=settings.doc_stride,
+            version_2_with_negative=settings.version_2_with_negative,
+        )
+        self.preprocess = Preprocess(data_args, tokenizer)
+        self.question_budget = settings.max_seq_length - settings.doc_stride - 4  # as Preprocess checks it
+
+    def fits(self, question: str) -> bool:
+        """Whether a question leaves room for context in a window (else it cannot be read)."""
+        return len(self.tokenizer(question, add_special_tokens=False)["input_ids"]) <= self.question_budget
+
+    def read(self, questions: list[str], hits: list[list[Hit]], top_k: int) -> list[Reading]:
+        """Answer each question from its retrieved passages; the pairs of all questions go through the model together.
+
+        A question too long to leave room for context in a window is read from no passage
+        (it gets "no answer"); callers that want an error check `fits` first.
+        """
+        hits = [passages if self.fits(question) else [] for question, passages in zip(questions, hits)]
+        records, owner = [], {}
+        for q, (question, passages) in enumerate(zip(questions, hits)):
+            for p, hit in enumerate(passages):
+                pid = f"{q}/{p}"
+                owner[pid] = (q, hit)
+                records.append({"id": pid, "title": hit.passage.document, "context": hit.passage.text,
+                                "question": question.strip(), "answers": {"text": [], "answer_start": []}})
+        decoded = self._decode(records) if records else Decoded()
+        candidates: list[list[tuple[dict, Hit]]] = [[] for _ in questions]
+        for pid, (q, hit) in owner.items():
+            candidates[q].extend((span, hit) for span in passage_spans(decoded, pid, self.settings))
+        readings = []
+        for question, passages, found in zip(questions, hits, candidates):
+            answers = rank_answers(found, top_k)
+            readings.append(Reading(question, answers, not answers, len(passages)))
+        return readings
+
+    def _decode(self, records: list[dict]) -> Decoded:
+        examples = Dataset.from_list(records)
+        features = self.preprocess.eval_features(examples)
+        starts, ends = window_logits(self.backend, features, self.tokenizer.pad_token_id or 0, self.batch_size)
+        s = self.settings
+        return decode_predictions(
+            examples, features, starts, ends, n_best_size=s.n_best_size, max_answer_length=s.max_answer_length,
+            version_2_with_negative=s.version_2_with_negative, null_score_diff_threshold=s.null_score_diff_threshold,
+        )
