@@ -88,7 +88,7 @@ class DocumentQA:
         return {
             "documents": len(self.documents),
             "passages": len(self.passages),
-            "backend": self.backend.name,
+            "backend": self.reader.backend.name,
             "settings_source": Path(self.settings.source).name,
             "version_2_with_negative": self.settings.version_2_with_negative,
             "skipped_files": dict(self.folder_report.skipped),

@@ -60,6 +60,10 @@ class Reading:
     no_answer: bool
     passages_read: int
 
+    def limited(self, top_k: int) -> Reading:
+        """The same reading with at most top_k answers (a batch is read at its largest top_k)."""
+        return Reading(self.question, self.answers[:top_k], self.no_answer, self.passages_read)
+
     def to_json(self) -> dict:
         return {
             "question": self.question,
