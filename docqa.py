@@ -93,3 +93,54 @@ class DocumentQA:
             "version_2_with_negative": self.settings.version_2_with_negative,
             "skipped_files": dict(self.folder_report.skipped),
         }
+
+
+def format_reading(reading: Reading, context_chars: int = 80) -> str:
+    """A reading as text for a terminal: each answer with its document, offsets and the words around it."""
+    lines = [f"Q: {reading.question}"]
+    if reading.no_answer:
+        lines.append(f"  (no answer; {reading.passages_read} passages read)")
+    for rank, answer in enumerate(reading.answers, start=1):
+        before = answer.passage[max(0, answer.answer_start - context_chars) : answer.answer_start]
+        after = answer.passage[answer.answer_end : answer.answer_end + context_chars]
+        lines.append(f"  {rank}. {answer.text}  ({answer.document}, chars {answer.start}-{answer.end}, score {answer.score:.2f})")
+        lines.append("     …" + " ".join(f"{before}[{answer.text}]{after}".split()) + "…")
+    return "\n".join(lines)
+
+
+def ask_from_command_line(args, stdin=None) -> int:
+    """qa_predict.py --documents: answer --question (or questions typed at a prompt) from the folder."""
+    import json
+    import sys
+
+    from args import ConfigError
+    from documents import DocumentError
+
+    model = args.tuned_model or args.base_model
+    questions = list(args.question or [])
+    if not model:
+        raise ConfigError("--documents needs --tuned_model (or --base_model).")
+    if not questions and not args.interactive:
+        raise ConfigError("--documents needs --question (repeatable) or --interactive.")
+    if args.top_k < 1:
+        raise ConfigError(f"--top_k must be >= 1, got {args.top_k}.")
+    try:
+        qa = DocumentQA(model, args.documents, backend=args.backend)
+    except DocumentError as err:
+        raise ConfigError(str(err)) from None
+    readings = qa.ask(questions, top_k=args.top_k) if questions else []
+    for reading in readings:
+        print(format_reading(reading))
+    if args.interactive:
+        print("Ask a question about the documents (empty line to quit).")
+        for line in stdin or sys.stdin:
+            if not line.strip():
+                break
+            reading = qa.ask([line.strip()], top_k=args.top_k)[0]
+            readings.append(reading)
+            print(format_reading(reading))
+    if args.output_file:
+        report = {"documents": qa.describe(), "readings": [r.to_json() for r in readings]}
+        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_file).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
