@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU int8 dynamic quantization of the Linear layers: faster CPU prediction, see README.",
     )
     p.add_argument("--max_examples", type=int, help="Use only the first N examples of --data_file.")
+    p.add_argument("--documents", help="Folder of documents: answer --question from its best BM25 passages (docqa.py).")
+    p.add_argument("--top_k", type=int, default=3, help="Answers per question with --documents.")
+    p.add_argument("--backend", default="torch", choices=["torch", "torch-int8", "onnx", "onnx-int8"],
+                   help="What runs the model with --documents (backends.py).")
     p.add_argument("--show", type=int, default=10, help="Rows of the side-by-side table to print.")
     p.add_argument("--seed", type=int, default=42, help="Seed for a base model's untrained QA head.")
     return p
@@ -239,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
     try:
+        if args.documents:
+            from docqa import ask_from_command_line  # retrieval + reading over a folder: see docqa.py
+
+            return ask_from_command_line(args)
         if args.interactive:
             interactive(args)
         else:
