@@ -578,6 +578,14 @@ class Preprocess:
         """Windows that remember their example id, context offsets and CLS position for decoding."""
         return self._map(examples, self._eval_batch, "Tokenizing evaluation windows")
 
+    def eval_windows(self, batch: dict[str, list]) -> dict[str, list]:
+        """eval_features for a few in-memory examples (columns id/question/context), without datasets.map.
+
+        For serving: map fingerprints its function by pickling this object (tokenizer
+        included) on every call, which costs more than windowing a request's passages.
+        """
+        return dict(self._eval_batch(batch))
+
 
 # ---------------------------------------------------------------- data check without training
 
