@@ -1,7 +1,8 @@
 """Read retrieved passages with the model and turn the best spans into answers in their documents.
 
 The reader is the project's own evaluation path: every (question, passage) pair becomes
-an example, Preprocess.eval_features cuts it into the windows the model was tuned with,
+an example, Preprocess cuts it into the windows the model was tuned with (eval_windows:
+eval_features' windowing without datasets.map, whose per-call overhead dwarfs a request),
 a backend gives the logits (windows batched longest first, so a batch pads only to its
 own longest window), and postprocess.decode_predictions picks the n-best spans. Answers
 of all passages of a question are then ranked together by span score, with their
@@ -19,7 +20,6 @@ import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from datasets import Dataset
 
 from postprocess import Decoded, decode_predictions
 from preprocess import Preprocess
@@ -86,10 +86,9 @@ def pad_batch(rows: list[dict], names: list[str], pad_id: int) -> dict[str, np.n
     return batch
 
 
-def window_logits(backend, features: Dataset, pad_id: int, batch_size: int) -> tuple[list, list]:
-    """Start and end logits of every window, each trimmed to its own length, in feature order."""
-    names = [name for name in MODEL_INPUTS if name in features.column_names]
-    rows = features.select_columns(names).to_list()
+def window_logits(backend, rows: list[dict], pad_id: int, batch_size: int) -> tuple[list, list]:
+    """Start and end logits of every window (rows of eval features), each trimmed to its own length, in row order."""
+    names = [name for name in MODEL_INPUTS if name in rows[0]]
     lengths = np.array([len(row["input_ids"]) for row in rows])
     order = np.argsort(-lengths, kind="stable")
     starts: list = [None] * len(rows)
@@ -143,11 +142,8 @@ class Reader:
     """The model, its tokenizer and reading settings, answering questions from given passages."""
 
     def __init__(self, tokenizer, backend, settings: QASettings, batch_size: int = 32):
-        import datasets
-
         from args import DataTrainingArguments
 
-        datasets.disable_progress_bars()  # one bar per request is noise in a server's log
         self.tokenizer, self.backend, self.settings, self.batch_size = tokenizer, backend, settings, batch_size
         data_args = DataTrainingArguments(
             validation_file="documents",
@@ -187,11 +183,12 @@ class Reader:
         return readings
 
     def _decode(self, records: list[dict]) -> Decoded:
-        examples = Dataset.from_list(records)
-        features = self.preprocess.eval_features(examples)
+        """Window the records as Preprocess.eval_features does, run the backend, decode the n-best spans."""
+        encoded = self.preprocess.eval_windows({key: [r[key] for r in records] for key in ("id", "question", "context")})
+        features = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
         starts, ends = window_logits(self.backend, features, self.tokenizer.pad_token_id or 0, self.batch_size)
         s = self.settings
         return decode_predictions(
-            examples, features, starts, ends, n_best_size=s.n_best_size, max_answer_length=s.max_answer_length,
+            records, features, starts, ends, n_best_size=s.n_best_size, max_answer_length=s.max_answer_length,
             version_2_with_negative=s.version_2_with_negative, null_score_diff_threshold=s.null_score_diff_threshold,
         )

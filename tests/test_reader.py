@@ -92,3 +92,16 @@ def test_document_qa_end_to_end_with_a_tiny_model(tmp_path, tiny_model_dir):
         for answer in reading.answers:
             assert qa.documents[answer.document].text[answer.start : answer.end] == answer.text
     assert qa.describe()["documents"] == 6 and qa.describe()["backend"] == "torch"
+
+
+def test_eval_windows_are_eval_features(tokenizer):
+    """The reader's windowing without datasets.map gives exactly the pipeline's evaluation windows."""
+    from datasets import Dataset
+
+    from args import DataTrainingArguments
+    from preprocess import Preprocess
+
+    preprocess = Preprocess(DataTrainingArguments(validation_file="-", max_seq_length=48, doc_stride=16), tokenizer)
+    records = [{"id": f"r{i}", "question": f"What is part {i}?", "context": MANUAL * (i + 1)} for i in range(3)]
+    expected = preprocess.eval_features(Dataset.from_list(records)).to_dict()
+    assert preprocess.eval_windows({k: [r[k] for r in records] for k in ("id", "question", "context")}) == expected

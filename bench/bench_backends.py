@@ -1,0 +1,89 @@
+"""CPU inference backends on the same questions: torch fp32, torch int8, ONNX Runtime fp32 and int8.
+
+    python bench/bench_backends.py --model /tmp/squad-qa --data_file /tmp/squad-split/eval.json \
+        --max_questions 200
+
+The data file's contexts are the document collection and its questions are asked one at a
+time through DocumentQA (BM25 retrieval, reading, decoding: what a server request costs),
+the backends taking turns question by question (rotating which goes first) so that load
+changes on the machine hit all of them alike. Reports per backend: latency per question
+(p50/p95), questions/s, EM/F1 against the gold answers, F1 change and share of identical
+top answers against torch fp32, and the speed-up against it. Prints JSON; saves it under
+bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from bench import machine, publish  # noqa: E402
+from collection import f1_of, load_collection, percentiles  # noqa: E402
+
+REFERENCE = "torch"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from backends import BACKENDS
+    from docqa import DocumentQA, Options
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data_file", required=True, help="SQuAD-format file: contexts = documents, questions = queries.")
+    p.add_argument("--max_questions", type=int, default=200)
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--passages", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=5)
+    args = p.parse_args(argv)
+
+    documents, queries = load_collection(Path(args.data_file), args.max_questions)
+    systems = {name: DocumentQA(args.model, "-", backend=name, options=Options(passages=args.passages),
+                                documents=documents) for name in args.backends}
+    for qa in systems.values():
+        for query in queries[: args.warmup]:
+            qa.ask([query.question])
+    seconds = {name: [] for name in systems}
+    answers = {name: {} for name in systems}
+    names = list(systems)
+    for i, query in enumerate(queries):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            started = time.perf_counter()
+            reading = systems[name].ask([query.question], top_k=1)[0]
+            seconds[name].append(time.perf_counter() - started)
+            answers[name][query.id] = reading.answers[0].text if reading.answers else ""
+        if (i + 1) % 50 == 0:
+            print(f"{i + 1}/{len(queries)} questions", file=sys.stderr, flush=True)
+
+    results = {}
+    for name in names:
+        scores = f1_of(answers[name], queries)
+        results[name] = {**percentiles(seconds[name]), "questions_per_s": round(len(queries) / sum(seconds[name]), 2),
+                         "exact_match": round(scores["exact_match"], 2), "f1": round(scores["f1"], 2)}
+    if REFERENCE in results:
+        base = results[REFERENCE]
+        for name in names:
+            row = results[name]
+            row["speedup_vs_torch_fp32"] = round(row["questions_per_s"] / base["questions_per_s"], 2)
+            row["f1_change_vs_torch_fp32"] = round(row["f1"] - base["f1"], 2)
+            row["same_top_answer_as_torch_fp32"] = round(
+                sum(answers[name][q.id] == answers[REFERENCE][q.id] for q in queries) / len(queries), 3)
+    publish({
+        "benchmark": "backends",
+        "command": "python bench/bench_backends.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "model": args.model, "data_file": args.data_file, "questions": len(queries), "documents": len(documents),
+        "passages_per_question": args.passages, "settings": systems[names[0]].settings.__dict__,
+        "results": results,
+        "machine": machine(torch=torch.__version__, torch_threads=torch.get_num_threads()),
+    }, "backends")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
