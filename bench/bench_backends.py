@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 sum(answers[name][q.id] == answers[REFERENCE][q.id] for q in queries) / len(queries), 3)
     publish({
         "benchmark": "backends",
-        "command": "python bench/bench_backends.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python bench/bench_backends.py", *(argv if argv is not None else sys.argv[1:])]),
         "model": args.model, "data_file": args.data_file, "questions": len(queries), "documents": len(documents),
         "passages_per_question": args.passages, "settings": systems[names[0]].settings.__dict__,
         "results": results,

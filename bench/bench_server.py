@@ -1,0 +1,119 @@
+"""The server under load on loopback: requests/s and latency at 1, 4 and 16 concurrent clients.
+
+    python bench/bench_server.py --model /tmp/squad-qa --data_file ../shared/data/covid-qa-dev.json \
+        --backend onnx-int8 --requests 64
+
+Starts `serve.py` as its own process on a free loopback port (the data file's folder
+copy is the document collection), then for each concurrency level sends `--requests`
+POST /answer requests with the data file's questions from that many client threads, each
+with its own connection. Reports requests/s, p50/p95 latency, failures (any non-200 or
+transport error) and the server's own batching counters. Prints JSON; saves it under
+bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from bench import machine, publish  # noqa: E402
+from collection import load_collection, percentiles  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 300.0) -> dict:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"serve.py exited with {process.returncode}")
+        try:
+            return httpx.get(f"{url}/health", timeout=2).json()
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise SystemExit("serve.py did not come up in time")
+
+
+def load_level(url: str, questions: list[str], clients: int, requests: int) -> dict:
+    """`requests` questions from `clients` threads at once; latency of each, failures counted."""
+    import httpx
+
+    def worker(offset: int) -> list[tuple[float, bool]]:
+        results = []
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for i in range(offset, requests, clients):
+                started = time.perf_counter()
+                try:
+                    ok = client.post("/answer", json={"question": questions[i % len(questions)], "top_k": 3}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                results.append((time.perf_counter() - started, ok))
+        return results
+
+    before = httpx.get(f"{url}/health", timeout=10).json()["served"]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = [item for part in pool.map(worker, range(clients)) for item in part]
+    wall = time.perf_counter() - started
+    after = httpx.get(f"{url}/health", timeout=10).json()["served"]
+    batches = after["batches"] - before["batches"]
+    return {
+        "clients": clients, "requests": len(outcomes), "failed": sum(not ok for _, ok in outcomes),
+        "requests_per_s": round(len(outcomes) / wall, 2), **percentiles([s for s, _ in outcomes]),
+        "mean_questions_per_model_call": round((after["questions"] - before["questions"]) / max(1, batches), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data_file", required=True, help="SQuAD-format file: its contexts are served, its questions asked.")
+    p.add_argument("--backend", default="onnx-int8")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--requests", type=int, default=64, help="Requests per concurrency level.")
+    p.add_argument("--max_batch", type=int, default=8)
+    args = p.parse_args(argv)
+    data_file = Path(args.data_file)
+    _, queries = load_collection(data_file)
+    questions = [q.question for q in queries]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(data_file, Path(folder) / data_file.name)
+        command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, "--documents", folder, "--port", str(port),
+                   "--backend", args.backend, "--max_batch", str(args.max_batch), "--log_level", "warning"]
+        server = subprocess.Popen(command, cwd=ROOT)
+        try:
+            health = wait_until_up(url, server)
+            load_level(url, questions, 1, 4)  # warm-up
+            levels = [load_level(url, questions, clients, args.requests) for clients in args.clients]
+        finally:
+            server.terminate()
+            server.wait(30)
+    publish({
+        "benchmark": "server",
+        "command": " ".join(["python bench/bench_server.py", *(argv if argv is not None else sys.argv[1:])]),
+        "model": args.model, "data_file": str(data_file), "backend": args.backend, "max_batch": args.max_batch,
+        "server": {k: v for k, v in health.items() if k != "served"}, "levels": levels, "machine": machine(),
+    }, "server")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
