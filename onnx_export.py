@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("start_logits", "end_logits")
 OPSET = 18
+# One int8 scale per output channel of each weight matrix instead of one per matrix.
+PER_CHANNEL = True
 
 
 def _fingerprint(model_dir: Path) -> str:
@@ -83,8 +85,8 @@ def export_onnx(model, tokenizer, path: Path) -> Path:
     return path
 
 
-def quantize_onnx(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantization of the graph's MatMul/Gemm weights."""
+def quantize_onnx(source: Path, target: Path, per_channel: bool = PER_CHANNEL) -> Path:
+    """Dynamic int8 quantization of the graph's MatMul/Gemm weights (one scale per output channel by default)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     partial = target.with_suffix(".partial")
@@ -92,7 +94,7 @@ def quantize_onnx(source: Path, target: Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # it logs a generic "consider pre-processing" warning on the root logger
     try:
-        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8, per_channel=per_channel)
     finally:
         root.setLevel(level)
     partial.replace(target)
@@ -105,7 +107,7 @@ def onnx_model(model_dir: str | Path, quantized: bool) -> Path:
     folder = cache_folder(model_dir)
     key = _fingerprint(model_dir)
     fp32 = folder / f"model-{key}-fp32.onnx"
-    int8 = folder / f"model-{key}-int8.onnx"
+    int8 = folder / f"model-{key}-int8{'-pc' if PER_CHANNEL else ''}.onnx"
     if not fp32.is_file():
         logger.info("Exporting %s to ONNX (%s)", model_dir, fp32)
         from args import ModelArguments
