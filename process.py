@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset
-from torch.utils.data import Sampler
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForQuestionAnswering,
@@ -248,6 +248,17 @@ class QATrainer(Trainer):
         if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, Dataset):
             return super()._get_train_sampler(train_dataset)
         return LengthGroupedBatches(window_lengths(dataset), self.args.train_batch_size, self.args.seed)
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation keeps our order whatever the training sampler: decoding restores it by position.
+
+        transformers groups evaluation batches by length too when train_sampling_strategy is
+        group_by_length, which would hand the logits back shuffled. Several processes get
+        None here, and accelerate then splits the windows into contiguous, ordered shards.
+        """
+        if eval_dataset is None:
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _decode_and_score(self, features, examples, prefix: str, description: str, get_dataloader):
         start_time = time.time()
