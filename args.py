@@ -125,10 +125,43 @@ class LoraArguments:
     )
 
 
+def is_secret(name: str) -> bool:
+    """Argument names that hold credentials (token, hub_token, ...): never written to disk."""
+    return name.endswith("token") or any(word in name for word in ("password", "secret", "api_key"))
+
+
+REDACTED = "<redacted>"
+
+
 class QATrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments, shown under their own heading in -h."""
+    """transformers' TrainingArguments, shown under their own heading in -h.
+
+    The Trainer pickles its arguments into training_args.bin (in output_dir and in every
+    checkpoint, which a push uploads): the pickle leaves credentials out. Copies made in
+    memory keep them, since the Trainer needs hub_token to push.
+    """
 
     _argument_group_name = "training (transformers.TrainingArguments)"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name, value in state.items():
+            if is_secret(name) and value is not None:
+                state[name] = None
+        return state
+
+    def __copy__(self):
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, LoraArguments, QATrainingArguments)
@@ -210,9 +243,11 @@ def parse_args(argv: list[str] | None = None):
 
 
 def resolved_arguments(*arg_objects) -> dict:
-    """All arguments as one JSON-ready dict, for the run's record."""
+    """All arguments as one JSON-ready dict, for the run's record; credentials are masked."""
     resolved = {}
     for obj in arg_objects:
         values = obj.to_dict() if isinstance(obj, TrainingArguments) else asdict(obj)
-        resolved[type(obj).__name__] = values
+        resolved[type(obj).__name__] = {
+            name: REDACTED if is_secret(name) and value is not None else value for name, value in values.items()
+        }
     return json.loads(json.dumps(resolved, default=str))

@@ -156,11 +156,14 @@ def squad_v2_scores(
     `exact`/`f1` count a question as "no answer" when no_answer_probs[id] > threshold; the
     best_* values search the threshold over the raw scores.
 
-    Design: the pipeline passes its null odds (null score minus best span score) as
-    `no_answer_probs` and its `null_score_diff_threshold` as `no_answer_threshold`. The
-    predictions were decoded with that same rule, so `exact`/`f1` describe the predictions
-    exactly as written, and `best_f1_thresh` is directly a suggested
-    `null_score_diff_threshold`.
+    Design: the pipeline passes each question's best non-null span as `predictions`, its
+    null odds (null score minus best span score) as `no_answer_probs` and its
+    `null_score_diff_threshold` as `no_answer_threshold`. Decoding nulls a prediction by
+    that same rule, so `exact`/`f1` describe the written predictions exactly, while the
+    best-threshold search still sees the span every question would get at a higher
+    threshold; `best_f1_thresh` is directly a suggested `null_score_diff_threshold`.
+    (Passing already-nulled predictions would score a nulled answerable question 0 at
+    every threshold, so the search could never recommend a higher one.)
 
     A reference with an empty list of gold texts is unanswerable. Prediction ids not in
     `references` are ignored.
@@ -418,6 +421,9 @@ class Decoded:
     """Everything decoding produced, keyed by example id (in the examples' order)."""
 
     predictions: dict[str, str] = field(default_factory=dict)
+    # The best span whatever the null score ("" only without any valid span). SQuAD v2
+    # scoring needs it: the threshold search must see what a higher threshold would answer.
+    span_predictions: dict[str, str] = field(default_factory=dict)
     # Best first: text, probability, score, start_logit, end_logit, start_char, end_char.
     # For SQuAD v2 the "no answer" entry (text "", chars None) sits at its score position.
     nbest: dict[str, list[dict]] = field(default_factory=dict)
@@ -596,6 +602,7 @@ def _collect(
     for index, start, end in zip(best.example.tolist(), best.start_char.tolist(), best.end_char.tolist()):
         answers[index] = contexts[index][start:end]
     entries = spans
+    decoded.span_predictions.update(zip(ids, answers))
     if version_2_with_negative:
         answers = ["" if odds > null_score_diff_threshold else text for text, odds in zip(answers, null_odds)]
         entries = _with_null(spans, nulls, n)
@@ -746,7 +753,12 @@ class PostProcess:
         """SQuAD v2 metrics (null odds against null_score_diff_threshold) or v1 metrics."""
         references = self.references(examples)
         if self.version_2_with_negative:
-            return squad_v2_scores(decoded.predictions, references, decoded.null_odds, self.null_score_diff_threshold)
+            # Best spans + null odds + the threshold in use: exact/f1 are those of the written
+            # predictions (a span whose odds exceed the threshold counts as ""), and the
+            # best-threshold search can also look above the threshold in use.
+            return squad_v2_scores(
+                decoded.span_predictions, references, decoded.null_odds, self.null_score_diff_threshold
+            )
         return squad_v1_scores(decoded.predictions, references)
 
     def write(self, decoded: Decoded, prefix: str = "eval") -> list[str]:
@@ -767,10 +779,17 @@ class PostProcess:
         return paths
 
     def __call__(
-        self, examples: Any, features: Any, predictions: Sequence, prefix: str = "eval"
+        self, examples: Any, features: Any, predictions: Sequence, prefix: str = "eval", score: bool | None = None
     ) -> tuple[Decoded, dict]:
-        """Decode, score when the examples carry gold answers (else empty metrics), write."""
+        """Decode, score, write.
+
+        score=None scores only examples that carry gold answers (a test file may have none);
+        evaluation passes True, since its file is labelled by definition, also when (SQuAD
+        v2) every one of its questions is unanswerable and so has no answer text.
+        """
         decoded = self.decode(examples, features, predictions)
-        metrics = self.score(decoded, examples) if _has_gold_answers(examples) else {}
+        if score is None:
+            score = _has_gold_answers(examples)
+        metrics = self.score(decoded, examples) if score else {}
         self.write(decoded, prefix)
         return decoded, metrics

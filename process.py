@@ -7,6 +7,7 @@ under DDP); only the main process writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -93,6 +94,10 @@ def load_model(model_args, lora_args, is_trainable: bool = True):
         base = _load_full_model(model_args, adapter_base_model(name))
         logger.info("Loading LoRA adapter from %s on top of %s", name, adapter_base_model(name))
         return PeftModel.from_pretrained(base, name, is_trainable=is_trainable)
+    if Path(name).is_dir():
+        # Recorded as the adapter's base_model_name_or_path: absolute, so the adapter loads
+        # from any working directory.
+        name = str(Path(name).resolve())
     model = _load_full_model(model_args, name)
     if lora_args is not None and lora_args.use_lora:
         model = add_lora(model, lora_args)
@@ -189,6 +194,16 @@ def longest_first(features: Dataset) -> tuple[Dataset, np.ndarray]:
     return features.select(order), np.argsort(order)
 
 
+def padding_multiple(training_args) -> int:
+    """Dynamic padding rounds each batch's length up to a multiple of this.
+
+    8 keeps tensor-core shapes on GPUs and costs nothing measurable on CPU. A compiled
+    model recompiles for every new input shape: at 384 tokens, multiples of 8 give up to
+    48 shapes, multiples of 64 only 6.
+    """
+    return 64 if training_args.torch_compile else 8
+
+
 class LengthGroupedBatches(Sampler):
     """Training batches of windows of similar length, in random order.
 
@@ -241,6 +256,13 @@ class QATrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.post_process = post_process
         self.eval_examples = eval_examples
+        # Set by run_qa.py: writes our model card (report.py) into output_dir.
+        self.write_model_card = None
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """The Trainer calls this just before a push uploads output_dir: our card goes up, not its own."""
+        if self.write_model_card is not None and self.args.should_save:
+            self.write_model_card()
 
     def _get_train_sampler(self, train_dataset=None):
         """group_by_length uses LengthGroupedBatches (random batch order) instead of transformers' sampler."""
@@ -260,14 +282,14 @@ class QATrainer(Trainer):
             return None
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
-    def _decode_and_score(self, features, examples, prefix: str, description: str, get_dataloader):
+    def _decode_and_score(self, features, examples, prefix: str, description: str, get_dataloader, score=None):
         start_time = time.time()
         by_length, restore = longest_first(features)
         output = self.evaluation_loop(
             get_dataloader(by_length), description=description, prediction_loss_only=False, metric_key_prefix=prefix
         )
         logits = tuple(array[restore] for array in output.predictions[:2])
-        decoded, scores = self.post_process(examples, features, logits, prefix=prefix)
+        decoded, scores = self.post_process(examples, features, logits, prefix=prefix, score=score)
         metrics = {f"{prefix}_{key}": value for key, value in scores.items()}
         metrics[f"{prefix}_examples"] = len(examples)
         metrics[f"{prefix}_features"] = len(features)
@@ -287,7 +309,9 @@ class QATrainer(Trainer):
         if features is None or examples is None:
             raise ValueError("evaluate() needs evaluation features and their examples.")
         self._memory_tracker.start()
-        _, metrics = self._decode_and_score(features, examples, metric_key_prefix, "Evaluation", self.get_eval_dataloader)
+        _, metrics = self._decode_and_score(
+            features, examples, metric_key_prefix, "Evaluation", self.get_eval_dataloader, score=True
+        )
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self._memory_tracker.stop_and_update_metrics(metrics)
@@ -324,8 +348,7 @@ class Process:
     def _collator(self):
         if self.data_args.pad_to_max_length:
             return default_data_collator
-        # Multiples of 8 keep tensor-core shapes on GPUs; they cost nothing measurable on CPU.
-        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=8)
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=padding_multiple(self.training_args))
 
     def build_trainer(
         self,
@@ -349,9 +372,10 @@ class Process:
     def train(self, resume_from_checkpoint: str | None = None) -> dict:
         trainer = self.trainer
         result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-        trainer.save_model()
+        # _internal_call: save without pushing; run_qa.py pushes once, after our model card is written.
+        trainer.save_model(_internal_call=True)
         if self.lora_args.use_lora and self.lora_args.merge_lora and trainer.args.should_save:
-            self.save_merged(Path(trainer.args.output_dir) / "merged")
+            self.save_merged(Path(trainer.args.output_dir))
         metrics = dict(result.metrics)
         metrics["train_features"] = len(trainer.train_dataset)
         trainer.log_metrics("train", metrics)
@@ -359,10 +383,15 @@ class Process:
         trainer.save_state()
         return metrics
 
-    def save_merged(self, directory: Path) -> None:
-        """A plain transformers model with the adapters folded in: loads without peft."""
-        merged = self.trainer.model.merge_and_unload()
-        merged.save_pretrained(directory)
+    def save_merged(self, adapter_dir: Path) -> None:
+        """A plain transformers model with the adapters folded in (adapter_dir/merged): loads without peft.
+
+        Merged from a copy reloaded from the saved adapter, never from the live model, which
+        every process goes on evaluating unmerged.
+        """
+        copy = load_model(dataclasses.replace(self.model_args, model_name_or_path=str(adapter_dir)), None, is_trainable=False)
+        directory = adapter_dir / "merged"
+        copy.merge_and_unload().save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         logger.info("Merged LoRA model saved to %s", directory)
 

@@ -88,3 +88,37 @@ def test_lora_run_saves_adapter_with_head_merges_and_resumes(tiny_model_dir, sma
     assert "global step 2" in output
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_merge_leaves_evaluation_unmerged_and_adapter_loads_from_anywhere(tiny_model_dir, small_dataset, tmp_path):
+    """--merge_lora merges a reloaded copy: the run evaluates exactly the model it would without it.
+
+    The base model is given as a path relative to the working directory; the adapter must
+    still load from another one.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    relative_base = os.path.relpath(tiny_model_dir, ROOT)
+    runs = {}
+    for name, extra in (("plain", []), ("merged", ["--merge_lora"])):
+        out = tmp_path / name
+        args = common_args(relative_base, small_dataset, out)
+        run_qa(*args, "--use_lora", "--lora_r", 4, "--max_steps", 3, "--save_strategy", "no", *extra)
+        runs[name] = out
+    for file in ("eval_nbest_predictions.json", "predict_nbest_predictions.json"):
+        assert (runs["plain"] / file).read_bytes() == (runs["merged"] / file).read_bytes(), file
+    assert (runs["merged"] / "merged" / "model.safetensors").is_file()
+
+    base = json.loads((runs["plain"] / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert os.path.isabs(base) and os.path.samefile(base, tiny_model_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    load = ("import sys; from peft import AutoPeftModelForQuestionAnswering as M; "
+            "m = M.from_pretrained(sys.argv[1]); print(type(m).__name__)")
+    result = subprocess.run([sys.executable, "-c", load, str(runs["plain"])], cwd=elsewhere, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

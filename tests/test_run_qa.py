@@ -107,6 +107,11 @@ def test_version_2_scores_and_best_model_on_f1(tiny_model_dir, tmp_path):
     assert len(null_odds) == 16
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["best_metric"] is not None and state["best_model_checkpoint"]
+    # The threshold that scored best on validation is saved for qa_predict.py and the model card.
+    settings = json.loads((out / "qa_settings.json").read_text())
+    assert settings["null_score_diff_threshold"] == metrics["eval_best_f1_thresh"]
+    assert settings["version_2_with_negative"] is True and settings["max_seq_length"] == 64
+    assert "eval_best_f1_thresh" in settings["threshold_source"]
 
 
 def test_stage_flags_need_their_files(tiny_model_dir, small_dataset, tmp_path):
@@ -145,3 +150,77 @@ def test_gpu_fast_path_options_also_run_on_cpu(tiny_model_dir, small_dataset, tm
     run_args = json.loads((out / "run_args.json").read_text())
     training = next(group for group in run_args.values() if "optim" in group)
     assert training["bf16"] is True and training["optim"] == "adamw_torch_fused"
+
+
+SECRETS = ("hf_modelTokenSecret123", "hf_hubTokenSecret456")
+
+
+def test_secrets_never_reach_disk_and_our_model_card_is_pushed(tiny_model_dir, small_dataset, tmp_path, monkeypatch,
+                                                               capfd):
+    """--token / --hub_token stay out of every file in output_dir and of the logs; the push uploads our card."""
+    from concurrent.futures import Future
+
+    import transformers.trainer
+
+    import run_qa as run_qa_module
+
+    uploads = []
+
+    class OfflineHub:
+        def create_repo(self, repo_id, **kwargs):
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, folder_path, **kwargs):
+            readme = Path(folder_path, "README.md")
+            uploads.append(readme.read_text(encoding="utf-8") if readme.is_file() else None)
+            done = Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: OfflineHub())
+    out = tmp_path / "run"
+    argv = [*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 2, "--save_steps", 1, "--token",
+            SECRETS[0], "--hub_token", SECRETS[1], "--push_to_hub", "--hub_model_id", "someone/qa"]
+    code = run_qa_module.main([str(arg) for arg in argv])
+    assert code == 0
+    logs = capfd.readouterr()
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == "training_args.bin" for path in files) and any("checkpoint-" in str(p) for p in files)
+    for path in files:
+        content = path.read_bytes()
+        assert not any(secret.encode() in content for secret in SECRETS), path
+    assert not any(secret in logs.out + logs.err for secret in SECRETS)
+    run_args = json.loads((out / "run_args.json").read_text())
+    assert run_args["ModelArguments"]["token"] == "<redacted>"
+    # The final push (after evaluation) uploads the card report.py wrote, with the eval results in it.
+    assert uploads and uploads[-1] == (out / "README.md").read_text(encoding="utf-8")
+    assert "qa_predict.py" in uploads[-1] and "eval_f1" in uploads[-1]
+
+
+def test_only_unanswerable_or_only_answerable_evaluation(tiny_model_dir, tmp_path):
+    """Best-model selection on eval_f1 works with one-sided evaluation data; a metric of an empty subset is refused early."""
+    def records(answerable: bool) -> list[dict]:
+        rows = []
+        for i in range(6):
+            context = f"Unit {i} runs at {100 + i} rpm."
+            if answerable:
+                rows.append(make_record(f"a{i}", context, f"How fast does unit {i} run?", f"{100 + i} rpm"))
+            else:
+                rows.append(make_record(f"n{i}", context, "Who built the unit?", None, is_impossible=True))
+        return rows
+
+    train = write_flat(tmp_path / "train.json", records(True) + records(False))
+    for answerable, missing_metric in ((False, "eval_HasAns_f1"), (True, "eval_NoAns_f1")):
+        validation = write_flat(tmp_path / f"validation-{answerable}.json", records(answerable))
+        data = {"train": train, "validation": validation, "test": validation}
+        out = tmp_path / f"run-{answerable}"
+        run_qa(*common_args(tiny_model_dir, data, out), "--version_2_with_negative", "--max_steps", 2,
+               "--eval_strategy", "steps", "--eval_steps", 1, "--save_steps", 1, "--load_best_model_at_end",
+               "--metric_for_best_model", "eval_f1")
+        assert json.loads((out / "trainer_state.json").read_text())["best_metric"] is not None
+        output = run_qa(*common_args(tiny_model_dir, data, tmp_path / f"refused-{answerable}"),
+                        "--version_2_with_negative", "--max_steps", 2, "--eval_strategy", "steps", "--eval_steps", 1,
+                        "--save_steps", 1, "--load_best_model_at_end", "--metric_for_best_model", missing_metric,
+                        expect=2)
+        assert f"metric_for_best_model='{missing_metric}'" in output and "Traceback" not in output
+        assert not (tmp_path / f"refused-{answerable}" / "checkpoint-1").exists()

@@ -144,3 +144,20 @@ def test_trainer_uses_random_order_length_groups(tiny_model, tmp_path):
                                  report_to="none", use_cpu=True)
         trainer = QATrainer(model=tiny_model, args=args, train_dataset=features, post_process=PostProcess())
         assert isinstance(trainer._get_train_sampler(), expected)
+
+
+def test_compiled_models_get_few_padded_shapes(tokenizer):
+    """--torch_compile pads batches to multiples of 64: at 384 tokens 6 shapes, not 48, so few recompiles."""
+    from types import SimpleNamespace
+
+    from process import Process
+
+    lengths = range(1, 385)
+    for compile_, multiple, shapes in ((False, 8, 48), (True, 64, 6)):
+        process = Process.__new__(Process)
+        process.tokenizer = tokenizer
+        process.data_args = SimpleNamespace(pad_to_max_length=False)
+        process.training_args = SimpleNamespace(torch_compile=compile_)
+        collator = process._collator()
+        padded = {collator([{"input_ids": [1] * n}])["input_ids"].shape[1] for n in lengths}
+        assert padded == {multiple * k for k in range(1, shapes + 1)}
