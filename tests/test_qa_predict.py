@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import pytest
 import torch
@@ -106,3 +107,172 @@ def test_missing_inputs_are_clear_errors(tiny_model_dir, caplog):
     assert "--data_file" in caplog.text
     assert qa_predict.main(["--data_file", "x.json"]) == 2
     assert "--base_model and/or --tuned_model" in caplog.text
+
+
+# --------------------------------------------------------------------------- decoding settings
+
+DEFAULTS = {"max_seq_length": 384, "doc_stride": 128, "max_answer_length": 30, "n_best_size": 20,
+            "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
+NO_FLAGS = dict.fromkeys(DEFAULTS)
+
+
+def write_json(path, content):
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+def qa_settings(**values):
+    settings = {"max_seq_length": 192, "doc_stride": 48, "max_answer_length": 50, "n_best_size": 7,
+                "version_2_with_negative": True, "null_score_diff_threshold": -1.5,
+                "threshold_source": "best_f1_thresh on the validation split"}
+    return {**settings, **values}
+
+
+def test_decoding_settings_defaults_match_run_qa(tmp_path):
+    from args import DataTrainingArguments
+
+    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
+    assert values == DEFAULTS
+    reference = DataTrainingArguments(validation_file="x")
+    assert values == {name: getattr(reference, name) for name in DEFAULTS}
+    assert set(sources.values()) == {"default"}
+    # A Hub id is no directory: nothing to read, no error.
+    assert qa_predict.decoding_settings(NO_FLAGS, "sentence-transformers/all-MiniLM-L6-v2")[0] == DEFAULTS
+    assert qa_predict.decoding_settings(NO_FLAGS, None)[0] == DEFAULTS
+
+
+def test_decoding_settings_resolution_order(tmp_path):
+    run_args = {"ModelArguments": {"model_name_or_path": "m"},
+                "DataTrainingArguments": {"train_file": "t.json", "max_seq_length": 256, "doc_stride": 64,
+                                          "max_answer_length": 40, "version_2_with_negative": False,
+                                          "null_score_diff_threshold": 0.0}}  # n_best_size missing
+    write_json(tmp_path / "run_args.json", run_args)
+    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
+    assert values == {**DEFAULTS, "max_seq_length": 256, "doc_stride": 64, "max_answer_length": 40}
+    assert sources == {**dict.fromkeys(DEFAULTS, "run_args.json"), "n_best_size": "default"}
+
+    # qa_settings.json beats run_args.json; its threshold_source is named with the threshold.
+    write_json(tmp_path / "qa_settings.json", qa_settings())
+    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
+    assert values == {k: v for k, v in qa_settings().items() if k != "threshold_source"}
+    assert sources == {**dict.fromkeys(DEFAULTS, "qa_settings.json"),
+                       "null_score_diff_threshold": "qa_settings.json: best_f1_thresh on the validation split"}
+
+    # An explicit flag beats both, also a False that switches v2 off and a 0.0 threshold.
+    flags = {**NO_FLAGS, "max_seq_length": 128, "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
+    values, sources = qa_predict.decoding_settings(flags, str(tmp_path))
+    assert (values["max_seq_length"], values["version_2_with_negative"], values["null_score_diff_threshold"]) == (
+        128, False, 0.0)
+    assert [sources[k] for k in ("max_seq_length", "version_2_with_negative", "null_score_diff_threshold")] == [
+        "flag"] * 3
+    assert (values["doc_stride"], sources["doc_stride"]) == (48, "qa_settings.json")
+
+    # A setting missing from qa_settings.json falls through to run_args.json, then to the default.
+    write_json(tmp_path / "qa_settings.json", {"null_score_diff_threshold": 2})
+    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
+    assert values["null_score_diff_threshold"] == 2.0 and isinstance(values["null_score_diff_threshold"], float)
+    assert sources["null_score_diff_threshold"] == "qa_settings.json"
+    assert (values["max_seq_length"], sources["max_seq_length"]) == (256, "run_args.json")
+    assert sources["n_best_size"] == "default"
+
+
+def test_decoding_settings_conflict_names_sources(tmp_path):
+    write_json(tmp_path / "run_args.json", {"DataTrainingArguments": {"doc_stride": 128}})
+    with pytest.raises(qa_predict.ConfigError, match=r"doc_stride \(128, run_args.json\).*max_seq_length \(64, flag\)"):
+        qa_predict.decoding_settings({**NO_FLAGS, "max_seq_length": 64}, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("qa_settings.json", "{not json"),
+        ("qa_settings.json", "[384, 128]"),
+        ("qa_settings.json", {"max_seq_length": "384"}),
+        ("qa_settings.json", {"version_2_with_negative": 1}),
+        ("qa_settings.json", {"null_score_diff_threshold": True}),
+        ("qa_settings.json", '{"null_score_diff_threshold": NaN}'),
+        ("qa_settings.json", {"threshold_source": 3}),
+        ("run_args.json", "{"),
+        ("run_args.json", {"DataTrainingArguments": []}),
+        ("run_args.json", {"DataTrainingArguments": {"doc_stride": 1.5}}),
+    ],
+)
+def test_malformed_settings_file_is_config_error(tmp_path, name, content):
+    path = write_json(tmp_path / name, content)
+    with pytest.raises(qa_predict.ConfigError, match=str(path)):
+        qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
+
+
+def test_malformed_settings_file_stops_main(tmp_path, labeled_file, caplog):
+    model_dir = tmp_path / "tuned"
+    model_dir.mkdir()
+    write_json(model_dir / "qa_settings.json", "{oops")
+    assert qa_predict.main(["--tuned_model", str(model_dir), "--data_file", str(labeled_file)]) == 2
+    assert str(model_dir / "qa_settings.json") in caplog.text and "invalid JSON" in caplog.text
+
+
+@pytest.fixture
+def long_context_file(tmp_path):
+    """Contexts of about 60 tokens: several windows each at 32 tokens, one at the default 384."""
+    records = []
+    for i in range(4):
+        context = f"The pump P-{i} runs at {100 + i} rpm. " + f"The fan F-{i} runs at {200 + i} rpm. " * 4
+        records.append(make_record(f"q{i}", context, f"How fast does pump P-{i} run?", f"{100 + i} rpm"))
+    records.append(make_record("none", "The valve is blue. " * 8, "Who made the valve?", None, is_impossible=True))
+    return write_flat(tmp_path / "long.json", records)
+
+
+def with_settings(model_dir, tmp_path, name, **settings):
+    """A copy of `model_dir` that carries a qa_settings.json."""
+    import shutil
+
+    directory = tmp_path / name
+    shutil.copytree(model_dir, directory)
+    write_json(directory / "qa_settings.json", qa_settings(max_seq_length=32, doc_stride=8, **settings))
+    return directory
+
+
+def run_report(tmp_path, *argv):
+    report_path = tmp_path / "report.json"
+    assert qa_predict.main([*map(str, argv), "--output_file", str(report_path)]) == 0
+    return json.loads(report_path.read_text())
+
+
+def test_tuned_model_settings_are_used_for_both_models(silent_model_dir, long_context_file, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="qa_predict")
+    # The silent model's null score ties with every span: the threshold alone decides.
+    refusing = with_settings(silent_model_dir, tmp_path, "refusing", null_score_diff_threshold=-1.0)
+    report = run_report(tmp_path, "--base_model", silent_model_dir, "--tuned_model", refusing,
+                        "--data_file", long_context_file)
+    assert all(p == {"base": "", "tuned": ""} for p in report["predictions"].values())
+    for model in report["models"].values():
+        assert "HasAns_exact" in model["metrics"]  # v2 scoring, as qa_settings.json says
+        assert model["windows"] > len(report["predictions"])  # 32-token windows, not 384
+    assert report["version_2_with_negative"] is True
+    assert report["settings"]["from"] == str(refusing)
+    assert report["settings"]["values"]["null_score_diff_threshold"] == -1.0
+    assert report["settings"]["sources"]["null_score_diff_threshold"].startswith("qa_settings.json")
+    assert "null_score_diff_threshold=-1.0 (qa_settings.json: best_f1_thresh on the validation split)" in caplog.text
+
+    answering = with_settings(silent_model_dir, tmp_path, "answering", null_score_diff_threshold=1.0)
+    report = run_report(tmp_path, "--base_model", silent_model_dir, "--tuned_model", answering,
+                        "--data_file", long_context_file)
+    assert all(p["base"] and p["tuned"] for p in report["predictions"].values())
+    assert "HasAns_exact" in report["models"]["tuned"]["metrics"]
+
+    # Flags override the file: threshold, and v2 forced off.
+    report = run_report(tmp_path, "--tuned_model", refusing, "--data_file", long_context_file,
+                        "--null_score_diff_threshold", "1")
+    assert all(p["tuned"] for p in report["predictions"].values())
+    assert report["settings"]["sources"]["null_score_diff_threshold"] == "flag"
+    report = run_report(tmp_path, "--tuned_model", refusing, "--data_file", long_context_file,
+                        "--no-version_2_with_negative")
+    assert all(p["tuned"] for p in report["predictions"].values())
+    assert "HasAns_exact" not in report["models"]["tuned"]["metrics"] and report["version_2_with_negative"] is False
+
+
+def test_base_model_settings_are_read_when_alone(silent_model_dir, long_context_file, tmp_path):
+    refusing = with_settings(silent_model_dir, tmp_path, "refusing", null_score_diff_threshold=-1.0)
+    report = run_report(tmp_path, "--base_model", refusing, "--data_file", long_context_file)
+    assert all(p == {"base": ""} for p in report["predictions"].values())
+    assert report["settings"]["from"] == str(refusing)
