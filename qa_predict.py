@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -46,6 +47,8 @@ DECODING_SETTINGS = (
 )
 QA_SETTINGS_FILE = "qa_settings.json"  # written by run_qa.py: the settings to predict with
 RUN_ARGS_FILE = "run_args.json"  # written by run_qa.py: every argument of the run
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -79,6 +82,52 @@ def predict_logits(model, tokenizer, features: Dataset, batch_size: int = 32, pr
             for row, index in enumerate(indices):
                 results[index] = (start[row, : lengths[index]], end[row, : lengths[index]])
     return results
+
+
+def device_arg(value: str) -> str:
+    """argparse type for --device: auto, cpu, cuda or cuda:N."""
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+def cuda_device_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(requested: str, dtype: str, quantize: str | None, cuda_devices: int) -> str:
+    """The device to predict on, or a ConfigError for a combination that cannot run well.
+
+    auto is the first GPU when there is one, else the CPU; with --quantize it is the CPU,
+    since the int8 kernels run only there. float16 is refused on the CPU, where its
+    matmuls are slow or unsupported (bfloat16 works there).
+    """
+    if requested == "auto":
+        device = "cuda" if cuda_devices and not quantize else "cpu"
+    elif requested.startswith("cuda"):
+        if not cuda_devices:
+            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu or auto.")
+        index = int(requested.partition(":")[2] or 0)
+        if index >= cuda_devices:
+            raise ConfigError(
+                f"--device {requested}: only {cuda_devices} CUDA device(s) here (cuda:0 to cuda:{cuda_devices - 1})."
+            )
+        device = requested
+    else:
+        device = "cpu"
+    if dtype == "float16" and device == "cpu":
+        hint = " (--device auto found no CUDA device)" if requested == "auto" else ""
+        raise ConfigError(f"--dtype float16 is not supported on the CPU{hint}; use bfloat16 or float32 there.")
+    if quantize and (device != "cpu" or dtype != "float32"):
+        raise ConfigError(
+            f"--quantize {quantize} runs on the CPU in float32 only, not on {device} in {dtype}: "
+            "drop --device/--dtype or --quantize."
+        )
+    return device
+
+
+def chosen_device(args) -> str:
+    return resolve_device(args.device, args.dtype, args.quantize, cuda_device_count())
 
 
 def _setting_type_ok(name: str, value) -> bool:
@@ -194,12 +243,14 @@ def describe_settings(values: dict, sources: dict) -> str:
 class Answerer:
     """One model with its own tokenizer and windowing, loaded once, answering many questions."""
 
-    def __init__(self, name: str, path: str, args, settings: dict | None = None):
-        """`settings`: resolved decoding settings (see decoding_settings); by default the model's own."""
+    def __init__(self, name: str, path: str, args, settings: dict | None = None, device: str | None = None):
+        """`settings`: resolved decoding settings (see decoding_settings), by default the model's
+        own; `device`: as resolve_device gives it, by default chosen from args."""
         self.name, self.path, self.args = name, path, args
         if settings is None:
             settings, _ = decoding_settings(settings_flags(args), path)
         self.settings = settings
+        self.device = device or chosen_device(args)
         torch.manual_seed(args.seed)  # a base model's QA head is newly initialised: keep it reproducible
         model_args = ModelArguments(model_name_or_path=path)
         self.tokenizer = load_tokenizer(model_args)
@@ -215,8 +266,9 @@ class Answerer:
         self.model = load_model(model_args, None, is_trainable=False)
         if args.quantize == "int8":
             self.model = quantize_int8(self.model)
-        elif torch.cuda.is_available():
-            self.model = self.model.to("cuda")
+        else:
+            self.model = self.model.to(device=self.device, dtype=DTYPES[args.dtype])
+        logger.info("%s model on %s in %s%s", name, self.device, args.dtype, " (int8 quantized)" if args.quantize else "")
         self.post = PostProcess(
             n_best_size=settings["n_best_size"],
             max_answer_length=settings["max_answer_length"],
@@ -316,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     decoding.add_argument("--max_answer_length", type=int, help="Longest answer in tokens.")
     p.add_argument("--batch_size", type=int, default=32, help="Windows per inference batch.")
     p.add_argument(
+        "--device",
+        type=device_arg,
+        default="auto",
+        help="auto (the GPU when there is one, else the CPU), cpu, cuda or cuda:N.",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="Weights' dtype for prediction (float16 needs a GPU); logits are decoded in float32.",
+    )
+    p.add_argument(
         "--quantize",
         choices=["int8"],
         help="CPU int8 dynamic quantization of the Linear layers: faster CPU prediction, see README.",
@@ -335,11 +399,12 @@ def resolved_settings(args) -> tuple[dict, dict]:
 
 def compare(args) -> dict:
     models = chosen_models(args)
+    device = chosen_device(args)
     source, records, labeled = input_records(args)
     settings, sources = resolved_settings(args)
     results, examples = [], None
     for name, path in models:
-        answerer = Answerer(name, path, args, settings)
+        answerer = Answerer(name, path, args, settings, device)
         examples = answerer.examples(source, records)
         results.append(answerer.answer(examples, score=labeled))
     print(comparison_table(examples, results, args.show))
@@ -349,6 +414,7 @@ def compare(args) -> dict:
         "examples": len(examples),
         "version_2_with_negative": settings["version_2_with_negative"],
         "settings": {"from": settings_model(args), "values": settings, "sources": sources},
+        "runtime": {"device": device, "dtype": args.dtype, "quantize": args.quantize},
         "models": {
             r.name: {"path": path, "metrics": r.metrics, "seconds": r.seconds, "windows": r.features}
             for r, (_, path) in zip(results, models)
@@ -369,8 +435,9 @@ def interactive(args, stdin=sys.stdin) -> None:
     if not context:
         raise ConfigError("--interactive needs --context or --context_file.")
     models = chosen_models(args)
+    device = chosen_device(args)
     settings, _ = resolved_settings(args)
-    answerers = [Answerer(name, path, args, settings) for name, path in models]
+    answerers = [Answerer(name, path, args, settings, device) for name, path in models]
     print("Ask a question about the context (empty line to quit).")
     for line in stdin:
         question = line.strip()

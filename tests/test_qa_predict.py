@@ -276,3 +276,97 @@ def test_base_model_settings_are_read_when_alone(silent_model_dir, long_context_
     report = run_report(tmp_path, "--base_model", refusing, "--data_file", long_context_file)
     assert all(p == {"base": ""} for p in report["predictions"].values())
     assert report["settings"]["from"] == str(refusing)
+
+
+# --------------------------------------------------------------------------- device and dtype
+
+
+@pytest.mark.parametrize(
+    "requested, dtype, quantize, cuda_devices, expected",
+    [
+        ("auto", "float32", None, 0, "cpu"),
+        ("auto", "bfloat16", None, 0, "cpu"),
+        ("auto", "float16", None, 1, "cuda"),
+        ("auto", "float32", "int8", 2, "cpu"),  # int8 kernels are CPU-only: auto picks the CPU
+        ("cpu", "bfloat16", None, 1, "cpu"),
+        ("cuda", "float32", None, 1, "cuda"),
+        ("cuda:1", "bfloat16", None, 2, "cuda:1"),
+    ],
+)
+def test_resolve_device(requested, dtype, quantize, cuda_devices, expected):
+    assert qa_predict.resolve_device(requested, dtype, quantize, cuda_devices) == expected
+
+
+@pytest.mark.parametrize(
+    "requested, dtype, quantize, cuda_devices, message",
+    [
+        ("cuda", "float32", None, 0, "CUDA is not available"),
+        ("cuda:0", "float32", None, 0, "CUDA is not available"),
+        ("cuda:2", "float32", None, 2, "only 2 CUDA device"),
+        ("cpu", "float16", None, 1, "float16 is not supported on the CPU"),
+        ("auto", "float16", None, 0, "float16 is not supported on the CPU"),
+        ("cpu", "bfloat16", "int8", 0, "float32 only"),
+        ("cuda", "float32", "int8", 1, "on the CPU in float32 only, not on cuda"),
+    ],
+)
+def test_resolve_device_refuses(requested, dtype, quantize, cuda_devices, message):
+    with pytest.raises(qa_predict.ConfigError, match=message):
+        qa_predict.resolve_device(requested, dtype, quantize, cuda_devices)
+
+
+def test_bad_device_name_is_a_usage_error():
+    with pytest.raises(SystemExit) as exit_info:
+        qa_predict.build_parser().parse_args(["--device", "gpu"])
+    assert exit_info.value.code == 2
+
+
+def test_cpu_bfloat16_predicts(tiny_model_dir, labeled_file, tmp_path, monkeypatch):
+    seen = []
+    real_predict_logits = qa_predict.predict_logits
+
+    def spy(model, *args, **kwargs):
+        parameter = next(model.parameters())
+        seen.append((parameter.device.type, parameter.dtype))
+        return real_predict_logits(model, *args, **kwargs)
+
+    monkeypatch.setattr(qa_predict, "predict_logits", spy)
+    report = run_report(tmp_path, "--tuned_model", tiny_model_dir, "--data_file", labeled_file, "--device", "cpu",
+                        "--dtype", "bfloat16", "--max_seq_length", "64", "--doc_stride", "16")
+    assert seen == [("cpu", torch.bfloat16)]
+    assert report["runtime"] == {"device": "cpu", "dtype": "bfloat16", "quantize": None}
+    contexts = {r["id"]: r["context"] for r in json.loads(labeled_file.read_text())["data"]}
+    assert len(report["predictions"]) == 7
+    assert all(p["tuned"] and p["tuned"] in contexts[i] for i, p in report["predictions"].items())
+    assert {"exact_match", "f1"} <= set(report["models"]["tuned"]["metrics"])
+
+
+def test_default_device_is_cpu_without_cuda(tiny_model_dir, labeled_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    report = run_report(tmp_path, "--tuned_model", tiny_model_dir, "--data_file", labeled_file,
+                        "--max_seq_length", "64", "--doc_stride", "16")
+    assert report["runtime"] == {"device": "cpu", "dtype": "float32", "quantize": None}
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--device", "cpu", "--dtype", "float16"], "float16 is not supported on the CPU"),
+        (["--dtype", "float16"], "float16 is not supported on the CPU"),
+        (["--device", "cuda"], "CUDA is not available"),
+        (["--device", "cuda:1"], "CUDA is not available"),
+        (["--quantize", "int8", "--dtype", "bfloat16"], "float32 only"),
+    ],
+)
+def test_impossible_device_settings_stop_main(tiny_model_dir, labeled_file, monkeypatch, caplog, flags, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--data_file", str(labeled_file), *flags]) == 2
+    assert message in caplog.text
+
+
+def test_quantize_on_cuda_is_refused_before_loading(tiny_model_dir, labeled_file, monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(qa_predict, "load_model", lambda *a, **k: pytest.fail("model loaded despite the error"))
+    assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--data_file", str(labeled_file),
+                            "--quantize", "int8", "--device", "cuda"]) == 2
+    assert "not on cuda" in caplog.text
