@@ -1,4 +1,4 @@
-"""qa_predict.py: base vs tuned side by side, adapters, no-answer output."""
+"""qa_predict.py: base vs tuned side by side, adapters, no-answer output, decoding settings, device and dtype."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ import torch
 
 import qa_predict
 from conftest import make_record, write_flat
+
+
+def write_json(path, content):
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+def run_report(tmp_path, *argv):
+    """Run qa_predict.main with a JSON report and return the report."""
+    report_path = tmp_path / "report.json"
+    assert qa_predict.main([*map(str, argv), "--output_file", str(report_path)]) == 0
+    return json.loads(report_path.read_text())
 
 
 @pytest.fixture
@@ -38,21 +50,44 @@ def silent_model_dir(tmp_path, tiny_model_dir):
     return directory
 
 
-def test_compare_writes_report_for_both_models(tiny_model_dir, labeled_file, tmp_path, capsys):
-    report_path = tmp_path / "report.json"
-    code = qa_predict.main(["--base_model", str(tiny_model_dir), "--tuned_model", str(tiny_model_dir),
-                            "--data_file", str(labeled_file), "--output_file", str(report_path), "--max_seq_length", "64",
-                            "--doc_stride", "16", "--batch_size", "3"])
-    assert code == 0
-    report = json.loads(report_path.read_text())
-    assert set(report["models"]) == {"base", "tuned"}
-    for model in report["models"].values():
-        assert {"exact_match", "f1"} <= set(model["metrics"])
-    assert len(report["predictions"]) == 7 and all(set(p) == {"base", "tuned"} for p in report["predictions"].values())
-    # Same weights and seed: identical answers, so identical metrics.
-    assert report["models"]["base"]["metrics"] == report["models"]["tuned"]["metrics"]
+@pytest.fixture
+def first_word_file(tmp_path):
+    """Questions whose gold answer is the context's first word: what the silent model answers.
+
+    With all-zero logits every span ties and decoding takes the lowest window, start and
+    end first, i.e. the first context token; one-token names make that exactly the gold.
+    """
+    names = ["Anna", "Peter", "Maria", "David", "Sarah", "Daniel"]
+    records = [
+        make_record(f"q{i}", f"{name} inspects the pump P-{i} every {10 + i} days.", f"Who inspects the pump P-{i}?", name)
+        for i, name in enumerate(names)
+    ]
+    return write_flat(tmp_path / "first_word.json", records)
+
+
+def test_compare_reports_each_model_under_its_own_role(tiny_model_dir, silent_model_dir, first_word_file, tmp_path,
+                                                       capsys):
+    # Reference: the random tiny model alone. The silent model answers every gold span.
+    alone = run_report(tmp_path, "--base_model", tiny_model_dir, "--data_file", first_word_file)
+    assert alone["models"]["base"]["metrics"]["exact_match"] < 50  # it is not the silent model in disguise
+    capsys.readouterr()
+
+    report = run_report(tmp_path, "--base_model", tiny_model_dir, "--tuned_model", silent_model_dir,
+                        "--data_file", first_word_file, "--batch_size", "4")
+    assert report["models"]["base"]["path"] == str(tiny_model_dir)
+    assert report["models"]["tuned"]["path"] == str(silent_model_dir)
+    gold = {r["id"]: r["answers"]["text"][0] for r in json.loads(first_word_file.read_text())["data"]}
+    assert {i: p["tuned"] for i, p in report["predictions"].items()} == gold
+    assert report["models"]["tuned"]["metrics"] == {"exact_match": 100.0, "f1": 100.0}
+    assert {i: p["base"] for i, p in report["predictions"].items()} == {
+        i: p["base"] for i, p in alone["predictions"].items()}
+    assert report["models"]["base"]["metrics"] == alone["models"]["base"]["metrics"]
     printed = capsys.readouterr().out
-    assert "question" in printed and "gold" in printed and "How fast does pump P-0 run?" in printed
+    header, _, first_row = printed.splitlines()[:3]
+    assert header.split() == ["question", "|", "gold", "|", "base", "|", "tuned"]
+    assert first_row.split("|")[0].strip() == "Who inspects the pump P-0?"
+    assert first_row.split("|")[1].strip() == first_row.split("|")[3].strip() == "Anna"
+    assert "tuned: exact_match=100.00, f1=100.00" in printed
 
 
 def test_no_answer_is_shown_and_scored_in_v2(silent_model_dir, labeled_file, tmp_path, capsys):
@@ -114,11 +149,6 @@ def test_missing_inputs_are_clear_errors(tiny_model_dir, caplog):
 DEFAULTS = {"max_seq_length": 384, "doc_stride": 128, "max_answer_length": 30, "n_best_size": 20,
             "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
 NO_FLAGS = dict.fromkeys(DEFAULTS)
-
-
-def write_json(path, content):
-    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
-    return path
 
 
 def qa_settings(**values):
@@ -230,12 +260,6 @@ def with_settings(model_dir, tmp_path, name, **settings):
     shutil.copytree(model_dir, directory)
     write_json(directory / "qa_settings.json", qa_settings(max_seq_length=32, doc_stride=8, **settings))
     return directory
-
-
-def run_report(tmp_path, *argv):
-    report_path = tmp_path / "report.json"
-    assert qa_predict.main([*map(str, argv), "--output_file", str(report_path)]) == 0
-    return json.loads(report_path.read_text())
 
 
 def test_tuned_model_settings_are_used_for_both_models(silent_model_dir, long_context_file, tmp_path, caplog):
