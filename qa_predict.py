@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,19 @@ from process import load_model, load_tokenizer, quantize_int8
 logger = logging.getLogger("qa_predict")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 NO_ANSWER = "(no answer)"
+# Window and decoding settings that must match how the model was trained and tuned.
+DECODING_SETTINGS = (
+    "max_seq_length",
+    "doc_stride",
+    "max_answer_length",
+    "n_best_size",
+    "version_2_with_negative",
+    "null_score_diff_threshold",
+)
+QA_SETTINGS_FILE = "qa_settings.json"  # written by run_qa.py: the settings to predict with
+RUN_ARGS_FILE = "run_args.json"  # written by run_qa.py: every argument of the run
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -69,19 +84,181 @@ def predict_logits(model, tokenizer, features: Dataset, batch_size: int = 32, pr
     return results
 
 
+def device_arg(value: str) -> str:
+    """argparse type for --device: auto, cpu, cuda or cuda:N."""
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+def cuda_device_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(requested: str, dtype: str, quantize: str | None, cuda_devices: int) -> str:
+    """The device to predict on, or a ConfigError for a combination that cannot run well.
+
+    auto is the first GPU when there is one, else the CPU; with --quantize it is the CPU,
+    since the int8 kernels run only there. float16 is refused on the CPU, where its
+    matmuls are slow or unsupported (bfloat16 works there).
+    """
+    if requested == "auto":
+        device = "cuda" if cuda_devices and not quantize else "cpu"
+    elif requested.startswith("cuda"):
+        if not cuda_devices:
+            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu or auto.")
+        index = int(requested.partition(":")[2] or 0)
+        if index >= cuda_devices:
+            raise ConfigError(
+                f"--device {requested}: only {cuda_devices} CUDA device(s) here (cuda:0 to cuda:{cuda_devices - 1})."
+            )
+        device = requested
+    else:
+        device = "cpu"
+    if dtype == "float16" and device == "cpu":
+        hint = " (--device auto found no CUDA device)" if requested == "auto" else ""
+        raise ConfigError(f"--dtype float16 is not supported on the CPU{hint}; use bfloat16 or float32 there.")
+    if quantize and (device != "cpu" or dtype != "float32"):
+        raise ConfigError(
+            f"--quantize {quantize} runs on the CPU in float32 only, not on {device} in {dtype}: "
+            "drop --device/--dtype or --quantize."
+        )
+    return device
+
+
+def chosen_device(args) -> str:
+    return resolve_device(args.device, args.dtype, args.quantize, cuda_device_count())
+
+
+def _setting_type_ok(name: str, value) -> bool:
+    """JSON types per setting: bool is not an int here, an int is a valid float."""
+    if name == "version_2_with_negative":
+        return isinstance(value, bool)
+    if name == "null_score_diff_threshold":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read: {err}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(content).__name__}.")
+    return content
+
+
+def _checked_settings(values: dict, path: Path, where: str = "") -> dict:
+    """The decoding settings in `values`, each checked for its JSON type."""
+    found = {}
+    for name in DECODING_SETTINGS:
+        if name not in values:
+            continue
+        if not _setting_type_ok(name, values[name]):
+            raise ConfigError(f"{path}: {where}{name} has an invalid value {values[name]!r}.")
+        found[name] = float(values[name]) if name == "null_score_diff_threshold" else values[name]
+    return found
+
+
+def read_qa_settings(model_dir: Path) -> tuple[dict, str | None]:
+    """Settings from the model's qa_settings.json (absent: none), and its threshold_source.
+
+    Unknown keys are logged, not refused, so that a newer run_qa.py can add fields.
+    """
+    path = model_dir / QA_SETTINGS_FILE
+    if not path.is_file():
+        return {}, None
+    content = _read_json_object(path)
+    unknown = sorted(set(content) - set(DECODING_SETTINGS) - {"threshold_source"})
+    if unknown:
+        logger.warning("%s: ignoring unknown key(s) %s", path, ", ".join(unknown))
+    threshold_source = content.get("threshold_source")
+    if threshold_source is not None and not isinstance(threshold_source, str):
+        raise ConfigError(f"{path}: threshold_source must be a string, got {threshold_source!r}.")
+    return _checked_settings(content, path), threshold_source
+
+
+def read_run_args_settings(model_dir: Path) -> dict:
+    """Settings from the "DataTrainingArguments" group of the model's run_args.json (absent: none)."""
+    path = model_dir / RUN_ARGS_FILE
+    if not path.is_file():
+        return {}
+    group = _read_json_object(path).get("DataTrainingArguments", {})
+    if not isinstance(group, dict):
+        raise ConfigError(f"{path}: DataTrainingArguments must be a JSON object, got {type(group).__name__}.")
+    return _checked_settings(group, path, "DataTrainingArguments.")
+
+
+def decoding_settings(flags: dict, model_dir: str | None) -> tuple[dict, dict]:
+    """(values, sources) of the window and decoding settings, resolved per setting.
+
+    Order: explicit flag (not None) > the model directory's qa_settings.json > its
+    run_args.json > DataTrainingArguments' defaults. A model is only scored fairly with the
+    windows, answer length and no-answer threshold it was trained and tuned with, so those
+    are taken from the model unless the user overrides them. A Hub id (not a directory)
+    carries no such files and gets the defaults.
+    """
+    defaults = {f.name: f.default for f in fields(DataTrainingArguments) if f.name in DECODING_SETTINGS}
+    qa_settings, threshold_source, run_args = {}, None, {}
+    if model_dir is not None and Path(model_dir).is_dir():
+        qa_settings, threshold_source = read_qa_settings(Path(model_dir))
+        run_args = read_run_args_settings(Path(model_dir))
+    layers = [
+        ("flag", {k: v for k, v in flags.items() if k in DECODING_SETTINGS and v is not None}),
+        (QA_SETTINGS_FILE, qa_settings),
+        (RUN_ARGS_FILE, run_args),
+        ("default", defaults),
+    ]
+    values, sources = {}, {}
+    for name in DECODING_SETTINGS:
+        source, layer = next((source, layer) for source, layer in layers if name in layer)
+        values[name], sources[name] = layer[name], source
+    if sources["null_score_diff_threshold"] == QA_SETTINGS_FILE and threshold_source:
+        sources["null_score_diff_threshold"] += f": {threshold_source}"
+    if values["doc_stride"] >= values["max_seq_length"]:
+        raise ConfigError(
+            f"doc_stride ({values['doc_stride']}, {sources['doc_stride']}) must be smaller than "
+            f"max_seq_length ({values['max_seq_length']}, {sources['max_seq_length']})."
+        )
+    return values, sources
+
+
+def settings_flags(args) -> dict:
+    """The decoding flags as given on the command line (None where not given)."""
+    return {name: getattr(args, name) for name in DECODING_SETTINGS}
+
+
+def settings_model(args) -> str | None:
+    """Whose settings both models use: the tuned model's, else the base model's."""
+    return args.tuned_model or args.base_model
+
+
+def describe_settings(values: dict, sources: dict) -> str:
+    return ", ".join(f"{name}={values[name]} ({sources[name]})" for name in DECODING_SETTINGS)
+
+
 class Answerer:
     """One model with its own tokenizer and windowing, loaded once, answering many questions."""
 
-    def __init__(self, name: str, path: str, args):
+    def __init__(self, name: str, path: str, args, settings: dict | None = None, device: str | None = None):
+        """`settings`: resolved decoding settings (see decoding_settings), by default the model's
+        own; `device`: as resolve_device gives it, by default chosen from args."""
         self.name, self.path, self.args = name, path, args
+        if settings is None:
+            settings, _ = decoding_settings(settings_flags(args), path)
+        self.settings = settings
+        self.device = device or chosen_device(args)
         torch.manual_seed(args.seed)  # a base model's QA head is newly initialised: keep it reproducible
         model_args = ModelArguments(model_name_or_path=path)
         self.tokenizer = load_tokenizer(model_args)
         data_args = DataTrainingArguments(
             validation_file=args.data_file or "command line",
-            max_seq_length=args.max_seq_length,
-            doc_stride=args.doc_stride,
-            version_2_with_negative=args.version_2_with_negative,
+            max_seq_length=settings["max_seq_length"],
+            doc_stride=settings["doc_stride"],
+            version_2_with_negative=settings["version_2_with_negative"],
             max_eval_samples=args.max_examples,
             max_bad_fraction=1.0,
         )
@@ -89,13 +266,14 @@ class Answerer:
         self.model = load_model(model_args, None, is_trainable=False)
         if args.quantize == "int8":
             self.model = quantize_int8(self.model)
-        elif torch.cuda.is_available():
-            self.model = self.model.to("cuda")
+        else:
+            self.model = self.model.to(device=self.device, dtype=DTYPES[args.dtype])
+        logger.info("%s model on %s in %s%s", name, self.device, args.dtype, " (int8 quantized)" if args.quantize else "")
         self.post = PostProcess(
-            n_best_size=args.n_best_size,
-            max_answer_length=args.max_answer_length,
-            version_2_with_negative=args.version_2_with_negative,
-            null_score_diff_threshold=args.null_score_diff_threshold,
+            n_best_size=settings["n_best_size"],
+            max_answer_length=settings["max_answer_length"],
+            version_2_with_negative=settings["version_2_with_negative"],
+            null_score_diff_threshold=settings["null_score_diff_threshold"],
         )
 
     def examples(self, source: str, records: list[dict]) -> Dataset:
@@ -172,13 +350,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context_file", help="Text file holding the context for --question.")
     p.add_argument("--interactive", action="store_true", help="Ask questions about --context/--context_file at a prompt.")
     p.add_argument("--output_file", help="Write a JSON report (predictions and metrics of each model) here.")
-    p.add_argument("--version_2_with_negative", action="store_true", help="Allow 'no answer' (SQuAD v2 scoring).")
-    p.add_argument("--null_score_diff_threshold", type=float, default=0.0, help="No-answer threshold (v2).")
-    p.add_argument("--max_seq_length", type=int, default=384, help="Tokens per window.")
-    p.add_argument("--doc_stride", type=int, default=128, help="Overlap between windows.")
-    p.add_argument("--n_best_size", type=int, default=20, help="Candidates per window.")
-    p.add_argument("--max_answer_length", type=int, default=30, help="Longest answer in tokens.")
+    decoding = p.add_argument_group(
+        "decoding settings",
+        "Default: the tuned (else base) model directory's qa_settings.json, then its run_args.json, "
+        "then run_qa.py's defaults (384, 128, 30, 20, off, 0.0). Both models use the same values.",
+    )
+    decoding.add_argument(
+        "--version_2_with_negative",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Allow 'no answer' (SQuAD v2 scoring); --no-version_2_with_negative forces it off.",
+    )
+    decoding.add_argument("--null_score_diff_threshold", type=float, help="No-answer threshold (v2).")
+    decoding.add_argument("--max_seq_length", type=int, help="Tokens per window.")
+    decoding.add_argument("--doc_stride", type=int, help="Overlap between windows.")
+    decoding.add_argument("--n_best_size", type=int, help="Candidates per window.")
+    decoding.add_argument("--max_answer_length", type=int, help="Longest answer in tokens.")
     p.add_argument("--batch_size", type=int, default=32, help="Windows per inference batch.")
+    p.add_argument(
+        "--device",
+        type=device_arg,
+        default="auto",
+        help="auto (the GPU when there is one, else the CPU), cpu, cuda or cuda:N.",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="Weights' dtype for prediction (float16 needs a GPU); logits are decoded in float32.",
+    )
     p.add_argument(
         "--quantize",
         choices=["int8"],
@@ -190,12 +390,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolved_settings(args) -> tuple[dict, dict]:
+    """The settings both models use, logged with where each came from."""
+    values, sources = decoding_settings(settings_flags(args), settings_model(args))
+    logger.info("Decoding settings (from %s): %s", settings_model(args), describe_settings(values, sources))
+    return values, sources
+
+
 def compare(args) -> dict:
     models = chosen_models(args)
+    device = chosen_device(args)
     source, records, labeled = input_records(args)
+    settings, sources = resolved_settings(args)
     results, examples = [], None
     for name, path in models:
-        answerer = Answerer(name, path, args)
+        answerer = Answerer(name, path, args, settings, device)
         examples = answerer.examples(source, records)
         results.append(answerer.answer(examples, score=labeled))
     print(comparison_table(examples, results, args.show))
@@ -203,7 +412,9 @@ def compare(args) -> dict:
     report = {
         "data_file": args.data_file,
         "examples": len(examples),
-        "version_2_with_negative": args.version_2_with_negative,
+        "version_2_with_negative": settings["version_2_with_negative"],
+        "settings": {"from": settings_model(args), "values": settings, "sources": sources},
+        "runtime": {"device": device, "dtype": args.dtype, "quantize": args.quantize},
         "models": {
             r.name: {"path": path, "metrics": r.metrics, "seconds": r.seconds, "windows": r.features}
             for r, (_, path) in zip(results, models)
@@ -223,7 +434,10 @@ def interactive(args, stdin=sys.stdin) -> None:
     context = read_context(args)
     if not context:
         raise ConfigError("--interactive needs --context or --context_file.")
-    answerers = [Answerer(name, path, args) for name, path in chosen_models(args)]
+    models = chosen_models(args)
+    device = chosen_device(args)
+    settings, _ = resolved_settings(args)
+    answerers = [Answerer(name, path, args, settings, device) for name, path in models]
     print("Ask a question about the context (empty line to quit).")
     for line in stdin:
         question = line.strip()
