@@ -467,11 +467,22 @@ class Preprocess:
             "answers": {"text": texts, "answer_start": starts},
         }
 
+    def question_token_budget(self) -> int:
+        """Longest question (in tokens) that still leaves more than doc_stride context tokens per window.
+
+        The fast tokenizer refuses (with a Rust panic, not an exception) to window a pair whose
+        context share is not strictly longer than the stride; the share is what max_seq_length
+        leaves after the question and the pair's special tokens, which differ by model:
+        3 for BERT ([CLS] q [SEP] c [SEP]), 4 for RoBERTa/XLM-R (<s> q </s></s> c </s>).
+        """
+        specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        return self.data_args.max_seq_length - self.data_args.doc_stride - specials - 1
+
     def _drop_overlong_questions(self, records: list[dict], source_index: dict[str, int], report: SplitReport) -> None:
         """A question that leaves no room for doc_stride context tokens cannot be windowed."""
         if not records:
             return
-        budget = self.data_args.max_seq_length - self.data_args.doc_stride - 4  # special tokens + 1
+        budget = self.question_token_budget()
         lengths = [len(ids) for ids in self.tokenizer([r["question"] for r in records], add_special_tokens=False)["input_ids"]]
         keep = []
         for record, length in zip(records, lengths):
@@ -482,7 +493,8 @@ class Preprocess:
                         record["id"],
                         "question",
                         f"{length} tokens; at most {budget} fit with max_seq_length="
-                        f"{self.data_args.max_seq_length} and doc_stride={self.data_args.doc_stride}",
+                        f"{self.data_args.max_seq_length}, doc_stride={self.data_args.doc_stride} and "
+                        f"{self.tokenizer.num_special_tokens_to_add(pair=True)} special tokens",
                     )
                 )
             else:

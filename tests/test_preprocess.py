@@ -263,3 +263,48 @@ def test_overlong_question_is_dropped_with_reason(tmp_path):
     assert "long" not in ds["id"]
     (defect,) = pre.reports["train"].dropped
     assert defect.id == "long" and defect.field == "question" and "max_seq_length=64" in defect.reason
+
+
+def roberta_style_tokenizer():
+    """A word-level fast tokenizer with RoBERTa's pair template (<s> q </s></s> c </s>): 4 specials, built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "q", "?", "."] + [f"w{i}" for i in range(50)]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind, specials", [("bert", 3), ("roberta", 4)])
+def test_question_budget_counts_the_tokenizers_special_tokens(tmp_path, kind, specials):
+    tok = _tokenizer() if kind == "bert" else roberta_style_tokenizer()
+    assert tok.num_special_tokens_to_add(pair=True) == specials
+    max_seq_length, doc_stride = 64, 16
+    budget = max_seq_length - doc_stride - specials - 1
+    word, context = ("word", LONG_CONTEXT) if kind == "bert" else ("q", " ".join(f"w{i % 50}" for i in range(300)))
+    answer = context.split()[40]
+    fits, too_long = " ".join([word] * budget), " ".join([word] * (budget + 1))
+    assert len(tok(fits, add_special_tokens=False)["input_ids"]) == budget
+    records = [make_record(f"ok{i}", context, f"{word} {word}", answer) for i in range(3)]
+    records += [make_record("fits", context, fits, answer), make_record("long", context, too_long, answer)]
+    path = write_flat(tmp_path / "train.json", records)
+    args = data_args(train_file=str(path), validation_file=str(path), max_seq_length=max_seq_length,
+                     doc_stride=doc_stride, max_bad_fraction=0.5)  # fmt: skip
+    pre = Preprocess(args, tok)
+    loaded = pre.load(["train", "validation"])
+    assert "fits" in loaded["train"]["id"] and "long" not in loaded["train"]["id"]
+    (defect,) = pre.reports["train"].dropped
+    assert defect.id == "long" and defect.field == "question"
+    assert f"{budget + 1} tokens; at most {budget} fit" in defect.reason and f"{specials} special tokens" in defect.reason
+    # The budget-length question really is windowed (the old "- 4" made the tokenizer panic for RoBERTa).
+    train = pre.train_features(loaded["train"])
+    evaluation = pre.eval_features(loaded["validation"])
+    assert evaluation["example_id"].count("fits") > 1 and len(train) == len(evaluation)
+    assert all(len(ids) <= max_seq_length for ids in train["input_ids"])
