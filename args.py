@@ -93,6 +93,15 @@ class DataTrainingArguments:
         default=0.01,
         metadata={"help": "Stop when more than this fraction of a file's records is unusable (0 = any defect stops)."},
     )
+    keep_answerless_windows: float = field(
+        default=1.0,
+        metadata={
+            "help": "Training only: keep each window that does not contain its question's answer with this "
+            "probability (0 < P <= 1; seeded by --data_seed or --seed). Answer windows are always kept and an "
+            "unanswerable question keeps at least one window. Below 1 for long documents, where most windows "
+            "hold no answer."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
@@ -103,6 +112,10 @@ class DataTrainingArguments:
             self.max_bad_fraction = 0.0
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ConfigError(f"max_bad_fraction must be within [0, 1], got {self.max_bad_fraction}.")
+        if not 0.0 < self.keep_answerless_windows <= 1.0:
+            raise ConfigError(
+                f"keep_answerless_windows must be within (0, 1] (1 keeps every window), got {self.keep_answerless_windows}."
+            )
         for name in ("n_best_size", "max_answer_length", "max_seq_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")

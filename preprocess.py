@@ -28,6 +28,13 @@ SUPPORTED_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
 # small offset error but a wrong label; it is dropped, not "repaired".
 REPAIR_WINDOW_CHARS = 100
 NO_CONTEXT = [-1, -1]
+# Helper columns of the training map: whether a window holds its answer and survives
+# --keep_answerless_windows. Removed before the features reach the Trainer.
+ANSWER_COLUMN = "_answer_window"
+KEEP_COLUMN = "_keep_window"
+WINDOW_COLUMN = "_window_index"  # position of the window within its example
+HELPER_COLUMNS = [ANSWER_COLUMN, KEEP_COLUMN, WINDOW_COLUMN]
+DEFAULT_SEED = 42  # transformers.TrainingArguments' default seed
 
 
 class DataError(ValueError):
@@ -65,6 +72,17 @@ class SplitReport:
     # Evaluation records whose span could not be located are kept: scoring uses the text.
     unlocated: list[Defect] = field(default_factory=list)
     repaired_ids: list[str] = field(default_factory=list)
+    # Set once the split is tokenized: windows before and after --keep_answerless_windows
+    # (evaluation splits keep all of theirs; answer/answerless are known for training only).
+    windows: int | None = None
+    windows_kept: int | None = None
+    answer_windows: int | None = None
+    answerless_windows: int | None = None
+    answerless_windows_kept: int | None = None
+
+    def window_counts(self) -> dict[str, int]:
+        names = ("windows", "windows_kept", "answer_windows", "answerless_windows", "answerless_windows_kept")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def counts(self) -> dict[str, int]:
         return {
@@ -76,7 +94,7 @@ class SplitReport:
             "dropped_records": len(self.dropped),
             "unlocated_spans": len(self.unlocated),
             "skipped_by_max_samples": self.skipped_by_max_samples,
-        }
+        } | self.window_counts()
 
 
 class RecordDefect(Exception):
@@ -283,6 +301,39 @@ def label_span(
     return start, end
 
 
+def window_keep_score(seed: int, example_id: str, window: int) -> float:
+    """A uniform number in [0, 1) fixed by (seed, example id, window index within the example).
+
+    A hash rather than a running RNG: the decision must not depend on batch boundaries,
+    map() caching or the number of worker processes, only on the window itself.
+    """
+    digest = hashlib.blake2b(f"{seed}\x00{example_id}\x00{window}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def keep_windows(scores: list[float], has_answer: list[bool], answerable: bool, probability: float) -> list[bool]:
+    """Which windows of one training example to keep under --keep_answerless_windows.
+
+    Every window that holds the answer is kept; the others survive when their score is
+    below `probability`. An unanswerable question keeps at least its lowest-scoring window
+    (a seeded, position-independent choice), so that no-answer training never loses it.
+    """
+    keep = [answer or score < probability for score, answer in zip(scores, has_answer)]
+    if not answerable and keep and not any(keep):
+        keep[min(range(len(scores)), key=scores.__getitem__)] = True
+    return keep
+
+
+def window_indices(sample_of_window: list[int]) -> list[int]:
+    """0, 1, 2, ... for the windows of each example (they are contiguous in a batch)."""
+    indices, previous, position = [], None, 0
+    for sample in sample_of_window:
+        position = position + 1 if sample == previous else 0
+        indices.append(position)
+        previous = sample
+    return indices
+
+
 def _cls_position(input_ids: list[int], cls_token_id: int | None) -> int:
     if cls_token_id is not None and cls_token_id in input_ids:
         return input_ids.index(cls_token_id)
@@ -292,7 +343,8 @@ def _cls_position(input_ids: list[int], cls_token_id: int | None) -> int:
 class Preprocess:
     """Stage 1: clean and check the data, then tokenize it for training or evaluation."""
 
-    def __init__(self, data_args, tokenizer, model_args=None):
+    def __init__(self, data_args, tokenizer, model_args=None, seed: int = DEFAULT_SEED):
+        """`seed` (the run's data_seed or seed) decides which answerless training windows are kept."""
         if not getattr(tokenizer, "is_fast", False):
             raise DataError(
                 f"Tokenizer {type(tokenizer).__name__} is not a fast tokenizer: span labelling needs its offset "
@@ -301,6 +353,7 @@ class Preprocess:
         self.data_args = data_args
         self.model_args = model_args
         self.tokenizer = tokenizer
+        self.seed = seed
         # Left-padding tokenizers (XLNet-style) put the context first.
         self.question_first = tokenizer.padding_side == "right"
         self.context_id = 1 if self.question_first else 0
@@ -533,13 +586,14 @@ class Preprocess:
         sample_of_window = encoded.pop("overflow_to_sample_mapping")
         offsets_of_window = encoded.pop("offset_mapping")
         cls_id = self.tokenizer.cls_token_id
-        starts, ends = [], []
+        starts, ends, has_answer = [], [], []
         for window, offsets in enumerate(offsets_of_window):
             cls_index = _cls_position(encoded["input_ids"][window], cls_id)
             answers = batch["answers"][sample_of_window[window]]
             if not answers["text"]:
                 starts.append(cls_index)
                 ends.append(cls_index)
+                has_answer.append(False)
                 continue
             start_char = answers["answer_start"][0]
             start, end = label_span(
@@ -552,9 +606,32 @@ class Preprocess:
             )
             starts.append(start)
             ends.append(end)
+            has_answer.append(start != cls_index)
         encoded["start_positions"] = starts
         encoded["end_positions"] = ends
+        encoded[ANSWER_COLUMN] = has_answer
+        encoded[WINDOW_COLUMN] = window_indices(list(sample_of_window))
+        encoded[KEEP_COLUMN] = self._keep_flags(batch, list(sample_of_window), encoded[WINDOW_COLUMN], has_answer)
         return encoded
+
+    def _keep_flags(self, batch: dict, sample_of_window: list[int], window_index: list[int], has_answer: list[bool]) -> list[bool]:
+        """--keep_answerless_windows for one batch; an example's windows are contiguous in it."""
+        probability = self.data_args.keep_answerless_windows
+        if probability >= 1.0:
+            return [True] * len(sample_of_window)
+        flags: list[bool] = []
+        first = 0
+        while first < len(sample_of_window):
+            sample = sample_of_window[first]
+            last = first
+            while last < len(sample_of_window) and sample_of_window[last] == sample:
+                last += 1
+            example_id = batch["id"][sample]
+            scores = [window_keep_score(self.seed, example_id, w) for w in window_index[first:last]]
+            answerable = bool(batch["answers"][sample]["text"])
+            flags += keep_windows(scores, has_answer[first:last], answerable, probability)
+            first = last
+        return flags
 
     def _eval_batch(self, batch: dict) -> dict:
         encoded = self._encode(batch["question"], batch["context"])
@@ -583,23 +660,62 @@ class Preprocess:
         )
 
     def train_features(self, examples: Dataset) -> Dataset:
-        """Windows labelled with answer start/end tokens (CLS when the answer is not inside)."""
+        """Windows labelled with answer start/end tokens (CLS when the answer is not inside).
+
+        Answerless windows are thinned out by --keep_answerless_windows; the counts before and
+        after go into the train report. They are read from the mapped columns, not counted
+        inside the batch function, which a cached or multi-process map() never runs here.
+        """
+        return self._kept_windows(self._labelled_windows(examples))
+
+    def _labelled_windows(self, examples: Dataset) -> Dataset:
+        """Every training window with the helper columns (answer inside, window index, keep)."""
         return self._map(examples, self._train_batch, "Tokenizing train windows")
 
-    def eval_features(self, examples: Dataset) -> Dataset:
-        """Windows that remember their example id, context offsets and CLS position for decoding."""
-        return self._map(examples, self._eval_batch, "Tokenizing evaluation windows")
+    def _kept_windows(self, features: Dataset) -> Dataset:
+        """Count the windows into the train report, drop the unkept ones and the helper columns."""
+        keep = np.asarray(features[KEEP_COLUMN], dtype=bool)
+        answer = np.asarray(features[ANSWER_COLUMN], dtype=bool)
+        report = self.reports.get("train")
+        if report is not None:
+            report.windows, report.windows_kept = len(keep), int(keep.sum())
+            report.answer_windows = int(answer.sum())
+            report.answerless_windows = int((~answer).sum())
+            report.answerless_windows_kept = int((keep & ~answer).sum())
+            logger.info(
+                "%s: %d training windows, %d kept (%d with the answer, %d of %d answerless; keep_answerless_windows=%s)",
+                report.source, report.windows, report.windows_kept, report.answer_windows,
+                report.answerless_windows_kept, report.answerless_windows, self.data_args.keep_answerless_windows,
+            )  # fmt: skip
+        if not keep.all():
+            features = features.select(np.flatnonzero(keep))
+        return features.remove_columns(HELPER_COLUMNS)
+
+    def eval_features(self, examples: Dataset, split: str | None = None) -> Dataset:
+        """Windows that remember their example id, context offsets and CLS position for decoding.
+
+        Every window is kept; with `split` its count goes into that split's report.
+        """
+        features = self._map(examples, self._eval_batch, "Tokenizing evaluation windows")
+        report = self.reports.get(split) if split else None
+        if report is not None:
+            report.windows = report.windows_kept = len(features)
+        return features
 
 
 # ---------------------------------------------------------------- data check without training
 
 
-def check_files(paths: list[str], data_args, tokenizer) -> dict:
-    """What training would see in each file: counts, repairs, defects, windows per example."""
+def check_files(paths: list[str], data_args, tokenizer, seed: int = DEFAULT_SEED) -> dict:
+    """What training would see in each file: counts, repairs, defects, windows per example.
+
+    The training windows are built as well, so the counts show what --keep_answerless_windows
+    (with this seed) leaves of them.
+    """
     summary = {}
     for path in paths:
         args = type(data_args)(**{**vars(data_args), "train_file": path, "validation_file": None, "test_file": None})
-        preprocess = Preprocess(args, tokenizer)
+        preprocess = Preprocess(args, tokenizer, seed=seed)
         try:
             examples = preprocess.load(["train"])["train"]
         except DataError as err:
@@ -607,8 +723,9 @@ def check_files(paths: list[str], data_args, tokenizer) -> dict:
             summary[path] = {"error": str(err), **({"counts": report.counts()} if report else {})}
             continue
         report = preprocess.reports["train"]
-        windows = preprocess.eval_features(examples)["example_id"]
-        per_example = np.unique(np.asarray(windows), return_counts=True)[1]
+        labelled = preprocess._labelled_windows(examples)
+        preprocess._kept_windows(labelled)
+        window_index = np.asarray(labelled[WINDOW_COLUMN])
         summary[path] = {
             "counts": report.counts(),
             "located_spans": report.located_spans,
@@ -616,9 +733,9 @@ def check_files(paths: list[str], data_args, tokenizer) -> dict:
             "generated_ids": report.generated_ids,
             "duplicate_ids": sum(1 for d in report.dropped if d.field == "id"),
             "questions_too_long": sum(1 for d in report.dropped if d.field == data_args.question_column),
-            "windows": int(per_example.sum()),
-            "contexts_longer_than_window": int((per_example > 1).sum()),
-            "max_windows_per_example": int(per_example.max()),
+            "windows": len(window_index),
+            "contexts_longer_than_window": int((window_index == 1).sum()),
+            "max_windows_per_example": int(window_index.max()) + 1,
             "dropped": [str(d) for d in report.dropped],
         }
     return summary
@@ -637,6 +754,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc_stride", type=int, default=128)
     parser.add_argument("--max_bad_fraction", type=float, default=0.01)
     parser.add_argument("--version_2_with_negative", action="store_true")
+    parser.add_argument(
+        "--keep_answerless_windows", type=float, default=1.0,
+        help="Show what this probability of keeping answerless training windows leaves (0 < P <= 1).",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Seed for --keep_answerless_windows.")
     parser.add_argument("--output_file", help="Also write the full report as JSON here.")
     options = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -649,9 +771,10 @@ def main(argv: list[str] | None = None) -> int:
         doc_stride=options.doc_stride,
         max_bad_fraction=options.max_bad_fraction,
         version_2_with_negative=options.version_2_with_negative,
+        keep_answerless_windows=options.keep_answerless_windows,
     )
     tokenizer = AutoTokenizer.from_pretrained(options.tokenizer)
-    summary = check_files(options.check, data_args, tokenizer)
+    summary = check_files(options.check, data_args, tokenizer, seed=options.seed)
     for path, result in summary.items():
         print(f"== {path}")
         if "error" in result:

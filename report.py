@@ -33,7 +33,10 @@ SPLIT_FILE_ARG = {"train": "train_file", "validation": "validation_file", "test"
 DATA_COUNTS = ("records", "kept", "answerable", "unanswerable", "repaired_spans", "dropped_records")
 # run_qa.py also puts `<split>_<count>` data counts into its results; they belong to the
 # data table, not to the metrics table.
-ALL_DATA_COUNTS = DATA_COUNTS + ("unlocated_spans", "skipped_by_max_samples")
+ALL_DATA_COUNTS = DATA_COUNTS + (
+    "unlocated_spans", "skipped_by_max_samples",
+    "windows", "windows_kept", "answer_windows", "answerless_windows", "answerless_windows_kept",
+)  # fmt: skip
 # Quality metrics first in the table, in the order people read them.
 METRIC_ORDER = (
     "loss", "exact_match", "exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",

@@ -308,3 +308,99 @@ def test_question_budget_counts_the_tokenizers_special_tokens(tmp_path, kind, sp
     evaluation = pre.eval_features(loaded["validation"])
     assert evaluation["example_id"].count("fits") > 1 and len(train) == len(evaluation)
     assert all(len(ids) <= max_seq_length for ids in train["input_ids"])
+
+
+# ---------------------------------------------------------------- --keep_answerless_windows
+
+
+def _windowed_records() -> list[dict]:
+    """Long contexts in 64-token windows: most windows of every question hold no answer."""
+    records = [make_record(f"a{i}", LONG_CONTEXT, f"Which code is item {i}?", f"F{(i * 7) % 60:03d}") for i in range(8)]
+    records += [make_record(f"u{i}", LONG_CONTEXT, f"Which code is part {i}?", None, is_impossible=True) for i in range(6)]
+    return records
+
+
+def _keep_features(tmp_path, records, probability: float, seed: int = 42):
+    path = write_flat(tmp_path / "train.json", records)
+    args = data_args(train_file=str(path), version_2_with_negative=True, keep_answerless_windows=probability)
+    pre = Preprocess(args, _tokenizer(), seed=seed)
+    examples = pre.load(["train"])["train"]
+    return pre.train_features(examples), pre
+
+
+def _rows(features) -> list[tuple]:
+    """(question, input_ids, start, end) per window; the question tokens tell its example."""
+    sep = _tokenizer().sep_token_id
+    return [
+        (tuple(ids[1 : ids.index(sep)]), tuple(ids), start, end)
+        for ids, start, end in zip(features["input_ids"], features["start_positions"], features["end_positions"])
+    ]
+
+
+def test_keep_answerless_windows_keeps_answers_and_one_window_per_unanswerable(tmp_path):
+    records = _windowed_records()
+    full, full_pre = _keep_features(tmp_path, records, 1.0)
+    thin, thin_pre = _keep_features(tmp_path, records, 0.1)
+    full_rows, thin_rows = _rows(full), _rows(thin)
+    answer_rows = [r for r in full_rows if r[2] != 0]
+    assert answer_rows and [r for r in thin_rows if r[2] != 0] == answer_rows
+    assert set(thin_rows) <= set(full_rows) and len(thin_rows) < len(full_rows) / 3
+    questions = {r[0] for r in full_rows}
+    assert len(questions) == len(records) and {r[0] for r in thin_rows} >= {r[0] for r in answer_rows}
+    unanswerable = {r[0] for r in full_rows if all(o[2] == 0 for o in full_rows if o[0] == r[0])}
+    assert len(unanswerable) == 6 and unanswerable <= {r[0] for r in thin_rows}  # >= 1 window each
+
+    full_counts, thin_counts = full_pre.reports["train"].counts(), thin_pre.reports["train"].counts()
+    assert full_counts["windows"] == full_counts["windows_kept"] == thin_counts["windows"] == len(full_rows)
+    assert thin_counts["windows_kept"] == len(thin_rows)
+    assert thin_counts["answer_windows"] == full_counts["answer_windows"] == len(answer_rows)
+    assert thin_counts["answerless_windows"] == len(full_rows) - len(answer_rows)
+    assert thin_counts["answerless_windows_kept"] == len(thin_rows) - len(answer_rows)
+
+
+def test_keep_answerless_windows_is_seeded_and_independent_of_batches(tmp_path):
+    records = _windowed_records()
+    first, _ = _keep_features(tmp_path, records, 0.3, seed=1)
+    again, _ = _keep_features(tmp_path, records, 0.3, seed=1)
+    other, _ = _keep_features(tmp_path, records, 0.3, seed=2)
+    assert _rows(first) == _rows(again)
+    assert _rows(first) != _rows(other)
+    # Tokenizing the examples in two separate halves selects the very same windows.
+    split = []
+    for part in (records[:5], records[5:]):
+        features, _ = _keep_features(tmp_path, part, 0.3, seed=1)
+        split += _rows(features)
+    assert split == _rows(first)
+
+
+def test_keep_all_windows_gives_todays_features(tmp_path):
+    records = _windowed_records()
+    features, pre = _keep_features(tmp_path, records, 1.0)
+    assert set(features.column_names) == {"input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions"}
+    evaluation = pre.eval_features(pre.load(["train"])["train"])
+    assert features["input_ids"] == evaluation["input_ids"]  # every window, in order
+
+
+@pytest.mark.parametrize("probability", [0.0, -0.5, 1.5])
+def test_invalid_keep_answerless_windows_is_a_config_error(probability):
+    from args import ConfigError
+
+    with pytest.raises(ConfigError, match=r"keep_answerless_windows must be within \(0, 1\]"):
+        data_args(keep_answerless_windows=probability)
+
+
+def test_check_shows_what_keep_answerless_windows_leaves(tmp_path, capsys):
+    from conftest import minilm_path
+    from preprocess import main as check_main
+
+    path = write_flat(tmp_path / "train.json", _windowed_records())
+    report = tmp_path / "report.json"
+    common = ["--check", str(path), "--tokenizer", str(minilm_path()), "--max_seq_length", "64", "--doc_stride", "16",
+              "--version_2_with_negative", "--output_file", str(report)]  # fmt: skip
+    assert check_main(common) == 0
+    everything = json.loads(report.read_text())[str(path)]["counts"]
+    assert check_main(common + ["--keep_answerless_windows", "0.1"]) == 0
+    thinned = json.loads(report.read_text())[str(path)]["counts"]
+    assert everything["windows_kept"] == everything["windows"] == thinned["windows"] > thinned["windows_kept"]
+    assert thinned["answer_windows"] == everything["answer_windows"]
+    assert f"windows_kept                 {thinned['windows_kept']}" in capsys.readouterr().out

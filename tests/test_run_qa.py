@@ -42,8 +42,11 @@ def test_train_eval_predict_writes_loadable_outputs(tiny_model_dir, small_datase
                  "eval_predictions.json", "eval_nbest_predictions.json", "predict_predictions.json"):
         assert (out / name).is_file(), name
     results = json.loads((out / "all_results.json").read_text())
-    for key in ("train_loss", "eval_exact_match", "eval_f1", "predict_f1", "train_kept", "validation_repaired_spans"):
+    for key in ("train_loss", "eval_exact_match", "eval_f1", "predict_f1", "train_kept", "validation_repaired_spans",
+                "train_windows", "train_windows_kept", "train_answer_windows", "validation_windows"):
         assert key in results, key
+    data_report = json.loads((out / "data_report.json").read_text())
+    assert data_report["train"]["counts"]["windows_kept"] == results["train_windows_kept"] == 12  # one window each
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert any("eval_f1" in entry for entry in state["log_history"])
