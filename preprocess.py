@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,6 +36,9 @@ KEEP_COLUMN = "_keep_window"
 WINDOW_COLUMN = "_window_index"  # position of the window within its example
 HELPER_COLUMNS = [ANSWER_COLUMN, KEEP_COLUMN, WINDOW_COLUMN]
 DEFAULT_SEED = 42  # transformers.TrainingArguments' default seed
+ANSWER_LENGTH_PERCENTILE = 99  # max_answer_length auto (args.ANSWER_LENGTH_PERCENTILE says the same)
+# --check warns when max_answer_length would cut more than this share of the training answers.
+CUT_WARNING_FRACTION = 0.01
 
 
 class DataError(ValueError):
@@ -334,6 +338,51 @@ def window_indices(sample_of_window: list[int]) -> list[int]:
     return indices
 
 
+def answer_token_lengths(contexts: list[str], answers: list[dict], tokenizer) -> np.ndarray:
+    """Context tokens covered by each answerable record's first answer (the span training labels).
+
+    Each distinct context is tokenized once, alone: its tokens are the ones it has inside a
+    window (questions come from the same records, so SQuAD-like files repeat contexts).
+    """
+    distinct = list(dict.fromkeys(contexts))
+    offsets = tokenizer(distinct, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    token_bounds = {context: np.asarray(o, dtype=np.int64).reshape(-1, 2) for context, o in zip(distinct, offsets)}
+    lengths = []
+    for context, answer in zip(contexts, answers):
+        if not answer["text"] or answer["answer_start"][0] < 0:
+            continue
+        start_char = answer["answer_start"][0]
+        end_char = start_char + len(answer["text"][0])
+        bounds = token_bounds[context]
+        lengths.append(int(((bounds[:, 1] > start_char) & (bounds[:, 0] < end_char)).sum()))
+    return np.asarray(lengths, dtype=np.int64)
+
+
+def length_percentile(lengths: np.ndarray, percentile: float = ANSWER_LENGTH_PERCENTILE) -> int:
+    """The percentile (numpy's linear interpolation) rounded up to a whole token, at least 1."""
+    value = float(np.percentile(lengths, percentile))
+    return max(1, math.ceil(round(value, 6)))  # round first: 12.000000001 is 12, not 13
+
+
+def answer_length_summary(lengths: np.ndarray, max_answer_length: int) -> dict:
+    """Distribution of answer lengths in tokens and what max_answer_length would cut."""
+    if len(lengths) == 0:  # nothing to measure (max_answer_length may still be "auto")
+        return {"answers": 0}
+    cut = int((lengths > max_answer_length).sum())
+    return {
+        "answers": int(len(lengths)),
+        "min": int(lengths.min()),
+        "median": float(np.median(lengths)),
+        "p90": float(np.percentile(lengths, 90)),
+        "p95": float(np.percentile(lengths, 95)),
+        "p99": float(np.percentile(lengths, 99)),
+        "max": int(lengths.max()),
+        "max_answer_length": int(max_answer_length),
+        "cut": cut,
+        "cut_fraction": cut / len(lengths),
+    }
+
+
 def _cls_position(input_ids: list[int], cls_token_id: int | None) -> int:
     if cls_token_id is not None and cls_token_id in input_ids:
         return input_ids.index(cls_token_id)
@@ -566,6 +615,22 @@ class Preprocess:
     def report(self) -> dict:
         return {split: asdict(r) | {"counts": r.counts()} for split, r in self.reports.items()}
 
+    def answer_lengths(self, examples: Dataset) -> np.ndarray:
+        """Token lengths of the examples' (first) answers, as training labels them."""
+        return answer_token_lengths(list(examples["context"]), list(examples["answers"]), self.tokenizer)
+
+    def auto_max_answer_length(self, train_examples: Dataset) -> int:
+        """max_answer_length auto: the ANSWER_LENGTH_PERCENTILE-th percentile of the training answers, rounded up."""
+        lengths = self.answer_lengths(train_examples)
+        if len(lengths) == 0:
+            source = self.reports["train"].source if "train" in self.reports else "the training data"
+            raise DataError(f"{source}: max_answer_length auto needs answerable training questions; there are none. Pass a number.")
+        resolved = length_percentile(lengths)
+        logger.info(
+            "max_answer_length auto -> %d (%dth percentile of %d training answers)", resolved, ANSWER_LENGTH_PERCENTILE, len(lengths)
+        )
+        return resolved
+
     # ------------------------------------------------------------ tokenization
 
     def _encode(self, questions: list[str], contexts: list[str]):
@@ -726,6 +791,17 @@ def check_files(paths: list[str], data_args, tokenizer, seed: int = DEFAULT_SEED
         labelled = preprocess._labelled_windows(examples)
         preprocess._kept_windows(labelled)
         window_index = np.asarray(labelled[WINDOW_COLUMN])
+        lengths = preprocess.answer_lengths(examples)
+        limit = data_args.max_answer_length
+        answer_tokens = answer_length_summary(lengths, length_percentile(lengths) if limit == "auto" and len(lengths) else limit)
+        warnings = []
+        if answer_tokens.get("cut_fraction", 0.0) > CUT_WARNING_FRACTION:
+            warnings.append(
+                f"max_answer_length={answer_tokens['max_answer_length']} would cut {answer_tokens['cut']} of "
+                f"{answer_tokens['answers']} training answers ({answer_tokens['cut_fraction']:.1%}, more than "
+                f"{CUT_WARNING_FRACTION:.0%}); the {ANSWER_LENGTH_PERCENTILE}th percentile is "
+                f"{length_percentile(lengths)} tokens (--max_answer_length auto)."
+            )
         summary[path] = {
             "counts": report.counts(),
             "located_spans": report.located_spans,
@@ -736,6 +812,8 @@ def check_files(paths: list[str], data_args, tokenizer, seed: int = DEFAULT_SEED
             "windows": len(window_index),
             "contexts_longer_than_window": int((window_index == 1).sum()),
             "max_windows_per_example": int(window_index.max()) + 1,
+            "answer_tokens": answer_tokens,
+            "warnings": warnings,
             "dropped": [str(d) for d in report.dropped],
         }
     return summary
@@ -759,6 +837,11 @@ def main(argv: list[str] | None = None) -> int:
         help="Show what this probability of keeping answerless training windows leaves (0 < P <= 1).",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Seed for --keep_answerless_windows.")
+    parser.add_argument(
+        "--max_answer_length", default="30",
+        help="Report the share of training answers longer than this many tokens; 'auto' shows what "
+        f"the {ANSWER_LENGTH_PERCENTILE}th percentile (rounded up) resolves to.",
+    )  # fmt: skip
     parser.add_argument("--output_file", help="Also write the full report as JSON here.")
     options = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -772,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         max_bad_fraction=options.max_bad_fraction,
         version_2_with_negative=options.version_2_with_negative,
         keep_answerless_windows=options.keep_answerless_windows,
+        max_answer_length=options.max_answer_length,
     )
     tokenizer = AutoTokenizer.from_pretrained(options.tokenizer)
     summary = check_files(options.check, data_args, tokenizer, seed=options.seed)
@@ -781,6 +865,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  UNUSABLE: {result['error']}")
         for key, value in {**result.get("counts", {}), **{k: v for k, v in result.items() if isinstance(v, int)}}.items():
             print(f"  {key:28} {value}")
+        tokens = result.get("answer_tokens") or {}
+        if tokens.get("answers"):
+            print(
+                f"  answer tokens                min {tokens['min']}, median {tokens['median']:g}, p90 {tokens['p90']:g}, "
+                f"p95 {tokens['p95']:g}, p99 {tokens['p99']:g}, max {tokens['max']} ({tokens['answers']} answers)"
+            )
+            print(
+                f"  max_answer_length {tokens['max_answer_length']:<10} cuts {tokens['cut']} answers "
+                f"({tokens['cut_fraction']:.2%})"
+            )
+        for line in result.get("warnings", []):
+            logger.warning("%s: %s", path, line)
         for line in result.get("dropped", [])[:10]:
             print(f"  dropped {line}")
     if options.output_file:

@@ -50,7 +50,7 @@ HYPERPARAMETERS = {
     ),
     "DataTrainingArguments": (
         "max_seq_length", "doc_stride", "max_answer_length", "n_best_size", "max_train_samples",
-        "version_2_with_negative", "null_score_diff_threshold",
+        "version_2_with_negative", "null_score_diff_threshold", "keep_answerless_windows",
     ),
     "LoraArguments": ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_bias", "merge_lora"),
 }  # fmt: skip
@@ -325,6 +325,8 @@ def _hyperparameter_section(run: _RunView) -> str:
                 continue
             if name == "null_score_diff_threshold" and not run.v2:
                 continue
+            if name == "keep_answerless_windows" and value == 1:
+                continue  # the default: every window was trained on
             if name == "num_train_epochs" and (run.arg(group, "max_steps") or 0) > 0:
                 continue  # max_steps overrides the epoch count
             if name == "max_steps" and value <= 0:

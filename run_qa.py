@@ -195,6 +195,10 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     preprocess = Preprocess(data_args, tokenizer, model_args, seed=data_seed)
     splits = [s for s, flag in (("train", "do_train"), ("validation", "do_eval"), ("test", "do_predict")) if getattr(training_args, flag)]
     examples = preprocess.load(splits)
+    if data_args.max_answer_length == "auto":  # resolved before run_args.json and PostProcess see it
+        if "train" not in examples:
+            raise ConfigError("max_answer_length auto is taken from the training data, but this run does not train: pass a number.")
+        data_args.max_answer_length = preprocess.auto_max_answer_length(examples["train"])
     output_dir = Path(training_args.output_dir)
     arguments = resolved_arguments(model_args, data_args, lora_args, training_args)
     data_report = preprocess.report()

@@ -404,3 +404,66 @@ def test_check_shows_what_keep_answerless_windows_leaves(tmp_path, capsys):
     assert everything["windows_kept"] == everything["windows"] == thinned["windows"] > thinned["windows_kept"]
     assert thinned["answer_windows"] == everything["answer_windows"]
     assert f"windows_kept                 {thinned['windows_kept']}" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- answer lengths, max_answer_length auto
+
+KNOWN_LENGTHS = [2] * 95 + [10] * 4 + [40]  # 99th percentile (linear) = 10 + 0.01 * 30 = 10.3 -> 11
+
+
+def _length_records() -> list[dict]:
+    records = []
+    for i, length in enumerate(KNOWN_LENGTHS):
+        answer = " ".join(["red"] * length)
+        context = f"Valve {i} is painted {answer} today."
+        records.append(make_record(f"r{i}", context, f"Which colour has valve {i}?", answer))
+    return records
+
+
+def test_answer_token_lengths_are_the_labelled_spans(tmp_path):
+    path = write_flat(tmp_path / "train.json", _length_records())
+    pre = Preprocess(data_args(train_file=str(path), max_seq_length=128, doc_stride=32), _tokenizer())
+    examples = pre.load(["train"])["train"]
+    lengths = pre.answer_lengths(examples)
+    assert lengths.tolist() == KNOWN_LENGTHS
+    features = pre.train_features(examples)  # one window per record here
+    assert [e - s + 1 for s, e in zip(features["start_positions"], features["end_positions"])] == KNOWN_LENGTHS
+    assert pre.auto_max_answer_length(examples) == 11
+
+
+def test_max_answer_length_auto_needs_training_data_and_answers(tmp_path):
+    from args import ConfigError
+
+    with pytest.raises(ConfigError, match="max_answer_length auto .* pass a number"):
+        DataTrainingArguments(validation_file="dev.json", max_answer_length="auto")
+    with pytest.raises(ConfigError, match="whole number of tokens or 'auto'"):
+        data_args(max_answer_length="long")
+    assert data_args(max_answer_length="auto").max_answer_length == "auto"
+    assert data_args(max_answer_length="50").max_answer_length == 50 == data_args(max_answer_length=50).max_answer_length
+    path = write_flat(tmp_path / "train.json", [make_record("u", "Alpha.", "Q?", None, is_impossible=True)])
+    pre = Preprocess(data_args(train_file=str(path), max_answer_length="auto"), _tokenizer())
+    with pytest.raises(DataError, match="train.json: max_answer_length auto needs answerable training questions"):
+        pre.auto_max_answer_length(pre.load(["train"])["train"])
+
+
+def test_check_reports_answer_lengths_and_warns_when_max_answer_length_cuts(tmp_path, capsys, caplog):
+    from conftest import minilm_path
+    from preprocess import main as check_main
+
+    path = write_flat(tmp_path / "train.json", _length_records())
+    report = tmp_path / "report.json"
+    common = ["--check", str(path), "--tokenizer", str(minilm_path()), "--max_seq_length", "128", "--doc_stride", "32",
+              "--output_file", str(report)]  # fmt: skip
+    assert check_main(common + ["--max_answer_length", "5"]) == 0
+    result = json.loads(report.read_text())[str(path)]
+    tokens = result["answer_tokens"]
+    assert (tokens["answers"], tokens["min"], tokens["median"], tokens["max"]) == (100, 2, 2.0, 40)
+    assert tokens["p99"] == pytest.approx(10.3) and tokens["cut"] == 5 and tokens["cut_fraction"] == 0.05
+    assert len(result["warnings"]) == 1 and "would cut 5 of 100 training answers (5.0%" in result["warnings"][0]
+    assert "the 99th percentile is 11 tokens" in caplog.text
+    out = capsys.readouterr().out
+    assert "min 2, median 2, p90 2, p95 2.4, p99 10.3, max 40 (100 answers)" in out and "cuts 5 answers (5.00%)" in out
+    assert check_main(common + ["--max_answer_length", "auto"]) == 0  # 11 cuts only the 40: exactly 1%, no warning
+    result = json.loads(report.read_text())[str(path)]
+    assert result["answer_tokens"]["max_answer_length"] == 11 and result["answer_tokens"]["cut"] == 1
+    assert result["warnings"] == []

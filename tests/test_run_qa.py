@@ -148,3 +148,22 @@ def test_gpu_fast_path_options_also_run_on_cpu(tiny_model_dir, small_dataset, tm
     run_args = json.loads((out / "run_args.json").read_text())
     training = next(group for group in run_args.values() if "optim" in group)
     assert training["bf16"] is True and training["optim"] == "adamw_torch_fused"
+
+
+def test_max_answer_length_auto_is_resolved_before_run_args_are_written(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "auto"
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 1, "--max_answer_length", "auto",
+                    "--keep_answerless_windows", 0.5)  # fmt: skip
+    # small_dataset answers: "<n> bar" / "<n> Nm" / "<n> rpm" are 2 tokens each.
+    assert "max_answer_length auto -> 2 (99th percentile of 12 training answers)" in output
+    run_args = json.loads((out / "run_args.json").read_text())
+    assert run_args["DataTrainingArguments"]["max_answer_length"] == 2
+    assert run_args["DataTrainingArguments"]["keep_answerless_windows"] == 0.5
+    card = (out / "README.md").read_text()
+    assert "| `max_answer_length` | 2 |" in card and "| `keep_answerless_windows` | 0.5 |" in card
+
+
+def test_max_answer_length_auto_without_training_is_an_error(tiny_model_dir, small_dataset, tmp_path):
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, tmp_path / "x"), "--do_eval", "--max_answer_length", "auto",
+                    expect=2)  # fmt: skip
+    assert "max_answer_length auto is taken from the training data, but this run does not train: pass a number" in output
