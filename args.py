@@ -19,9 +19,7 @@ from transformers import HfArgumentParser, TrainingArguments
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_MODEL = "models/all-MiniLM-L6-v2"
-AUTO = "auto"
-# max_answer_length auto: this percentile of the training answers' token lengths, rounded up.
-ANSWER_LENGTH_PERCENTILE = 99
+AUTO = "auto"  # max_answer_length auto: preprocess.ANSWER_LENGTH_PERCENTILE of the training answers
 
 
 class ConfigError(ValueError):

@@ -36,7 +36,7 @@ KEEP_COLUMN = "_keep_window"
 WINDOW_COLUMN = "_window_index"  # position of the window within its example
 HELPER_COLUMNS = [ANSWER_COLUMN, KEEP_COLUMN, WINDOW_COLUMN]
 DEFAULT_SEED = 42  # transformers.TrainingArguments' default seed
-ANSWER_LENGTH_PERCENTILE = 99  # max_answer_length auto (args.ANSWER_LENGTH_PERCENTILE says the same)
+ANSWER_LENGTH_PERCENTILE = 99  # max_answer_length auto: this percentile, rounded up (args.py's help says 99th)
 # --check warns when max_answer_length would cut more than this share of the training answers.
 CUT_WARNING_FRACTION = 0.01
 
@@ -624,10 +624,13 @@ class Preprocess:
         lengths = self.answer_lengths(train_examples)
         if len(lengths) == 0:
             source = self.reports["train"].source if "train" in self.reports else "the training data"
-            raise DataError(f"{source}: max_answer_length auto needs answerable training questions; there are none. Pass a number.")
+            raise DataError(
+                f"{source}: max_answer_length auto needs answerable training questions; there are none. Pass a number."
+            )
         resolved = length_percentile(lengths)
         logger.info(
-            "max_answer_length auto -> %d (%dth percentile of %d training answers)", resolved, ANSWER_LENGTH_PERCENTILE, len(lengths)
+            "max_answer_length auto -> %d (%dth percentile of %d training answers)",
+            resolved, ANSWER_LENGTH_PERCENTILE, len(lengths),
         )
         return resolved
 
@@ -679,7 +682,9 @@ class Preprocess:
         encoded[KEEP_COLUMN] = self._keep_flags(batch, list(sample_of_window), encoded[WINDOW_COLUMN], has_answer)
         return encoded
 
-    def _keep_flags(self, batch: dict, sample_of_window: list[int], window_index: list[int], has_answer: list[bool]) -> list[bool]:
+    def _keep_flags(
+        self, batch: dict, sample_of_window: list[int], window_index: list[int], has_answer: list[bool]
+    ) -> list[bool]:
         """--keep_answerless_windows for one batch; an example's windows are contiguous in it."""
         probability = self.data_args.keep_answerless_windows
         if probability >= 1.0:

@@ -197,7 +197,9 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     examples = preprocess.load(splits)
     if data_args.max_answer_length == "auto":  # resolved before run_args.json and PostProcess see it
         if "train" not in examples:
-            raise ConfigError("max_answer_length auto is taken from the training data, but this run does not train: pass a number.")
+            raise ConfigError(
+                "max_answer_length auto is taken from the training data, but this run does not train: pass a number."
+            )
         data_args.max_answer_length = preprocess.auto_max_answer_length(examples["train"])
     output_dir = Path(training_args.output_dir)
     arguments = resolved_arguments(model_args, data_args, lora_args, training_args)
