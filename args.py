@@ -19,6 +19,7 @@ from transformers import HfArgumentParser, TrainingArguments
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_MODEL = "models/all-MiniLM-L6-v2"
+AUTO = "auto"  # max_answer_length auto: preprocess.ANSWER_LENGTH_PERCENTILE of the training answers
 
 
 class ConfigError(ValueError):
@@ -75,7 +76,15 @@ class DataTrainingArguments:
         metadata={"help": "Predict no answer when null score - best span score exceeds this (v2 only)."},
     )
     n_best_size: int = field(default=20, metadata={"help": "Candidate starts/ends kept per window, and n-best size."})
-    max_answer_length: int = field(default=30, metadata={"help": "Longest answer in tokens."})
+    # Typed str so that the command line and JSON configs accept both a number and "auto";
+    # __post_init__ turns it into an int (or "auto", which run_qa.py resolves from the training data).
+    max_answer_length: str = field(
+        default="30",
+        metadata={
+            "help": "Longest answer in tokens, or 'auto': the 99th percentile of the training answers' lengths in "
+            "tokens, rounded up (needs training data)."
+        },
+    )
     question_column: str = field(default="question", metadata={"help": "Field holding the question."})
     context_column: str = field(default="context", metadata={"help": "Field holding the context."})
     answer_column: str = field(
@@ -93,6 +102,15 @@ class DataTrainingArguments:
         default=0.01,
         metadata={"help": "Stop when more than this fraction of a file's records is unusable (0 = any defect stops)."},
     )
+    keep_answerless_windows: float = field(
+        default=1.0,
+        metadata={
+            "help": "Training only: keep each window that does not contain its question's answer with this "
+            "probability (0 < P <= 1; seeded by --data_seed or --seed). Answer windows are always kept and an "
+            "unanswerable question keeps at least one window. Below 1 for long documents, where most windows "
+            "hold no answer."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
@@ -103,9 +121,32 @@ class DataTrainingArguments:
             self.max_bad_fraction = 0.0
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ConfigError(f"max_bad_fraction must be within [0, 1], got {self.max_bad_fraction}.")
+        if not 0.0 < self.keep_answerless_windows <= 1.0:
+            raise ConfigError(
+                f"keep_answerless_windows must be within (0, 1] (1 keeps every window), got {self.keep_answerless_windows}."
+            )
+        self.max_answer_length = parse_max_answer_length(self.max_answer_length)
+        if self.max_answer_length == AUTO and not (self.train_file or self.dataset_name):
+            raise ConfigError(
+                "max_answer_length auto is taken from the training answers, but no training data is given "
+                "(train_file or dataset_name): pass a number, e.g. --max_answer_length 30."
+            )
         for name in ("n_best_size", "max_answer_length", "max_seq_length"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) != AUTO and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+
+
+def parse_max_answer_length(value: int | str) -> int | str:
+    """An int from the command line ("30"), a JSON config (30 or "30"), or the word "auto"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO:
+            return AUTO
+        if text.lstrip("+-").isdigit():
+            return int(text)
+    raise ConfigError(f"max_answer_length must be a whole number of tokens or 'auto', got {value!r}.")
 
 
 @dataclass

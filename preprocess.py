@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,6 +29,16 @@ SUPPORTED_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
 # small offset error but a wrong label; it is dropped, not "repaired".
 REPAIR_WINDOW_CHARS = 100
 NO_CONTEXT = [-1, -1]
+# Helper columns of the training map: whether a window holds its answer and survives
+# --keep_answerless_windows. Removed before the features reach the Trainer.
+ANSWER_COLUMN = "_answer_window"
+KEEP_COLUMN = "_keep_window"
+WINDOW_COLUMN = "_window_index"  # position of the window within its example
+HELPER_COLUMNS = [ANSWER_COLUMN, KEEP_COLUMN, WINDOW_COLUMN]
+DEFAULT_SEED = 42  # transformers.TrainingArguments' default seed
+ANSWER_LENGTH_PERCENTILE = 99  # max_answer_length auto: this percentile, rounded up (args.py's help says 99th)
+# --check warns when max_answer_length would cut more than this share of the training answers.
+CUT_WARNING_FRACTION = 0.01
 
 
 class DataError(ValueError):
@@ -65,6 +76,17 @@ class SplitReport:
     # Evaluation records whose span could not be located are kept: scoring uses the text.
     unlocated: list[Defect] = field(default_factory=list)
     repaired_ids: list[str] = field(default_factory=list)
+    # Set once the split is tokenized: windows before and after --keep_answerless_windows
+    # (evaluation splits keep all of theirs; answer/answerless are known for training only).
+    windows: int | None = None
+    windows_kept: int | None = None
+    answer_windows: int | None = None
+    answerless_windows: int | None = None
+    answerless_windows_kept: int | None = None
+
+    def window_counts(self) -> dict[str, int]:
+        names = ("windows", "windows_kept", "answer_windows", "answerless_windows", "answerless_windows_kept")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def counts(self) -> dict[str, int]:
         return {
@@ -76,7 +98,7 @@ class SplitReport:
             "dropped_records": len(self.dropped),
             "unlocated_spans": len(self.unlocated),
             "skipped_by_max_samples": self.skipped_by_max_samples,
-        }
+        } | self.window_counts()
 
 
 class RecordDefect(Exception):
@@ -283,6 +305,84 @@ def label_span(
     return start, end
 
 
+def window_keep_score(seed: int, example_id: str, window: int) -> float:
+    """A uniform number in [0, 1) fixed by (seed, example id, window index within the example).
+
+    A hash rather than a running RNG: the decision must not depend on batch boundaries,
+    map() caching or the number of worker processes, only on the window itself.
+    """
+    digest = hashlib.blake2b(f"{seed}\x00{example_id}\x00{window}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def keep_windows(scores: list[float], has_answer: list[bool], answerable: bool, probability: float) -> list[bool]:
+    """Which windows of one training example to keep under --keep_answerless_windows.
+
+    Every window that holds the answer is kept; the others survive when their score is
+    below `probability`. An unanswerable question keeps at least its lowest-scoring window
+    (a seeded, position-independent choice), so that no-answer training never loses it.
+    """
+    keep = [answer or score < probability for score, answer in zip(scores, has_answer)]
+    if not answerable and keep and not any(keep):
+        keep[min(range(len(scores)), key=scores.__getitem__)] = True
+    return keep
+
+
+def window_indices(sample_of_window: list[int]) -> list[int]:
+    """0, 1, 2, ... for the windows of each example (they are contiguous in a batch)."""
+    indices, previous, position = [], None, 0
+    for sample in sample_of_window:
+        position = position + 1 if sample == previous else 0
+        indices.append(position)
+        previous = sample
+    return indices
+
+
+def answer_token_lengths(contexts: list[str], answers: list[dict], tokenizer) -> np.ndarray:
+    """Context tokens covered by each answerable record's first answer (the span training labels).
+
+    Each distinct context is tokenized once, alone: its tokens are the ones it has inside a
+    window (questions come from the same records, so SQuAD-like files repeat contexts).
+    """
+    distinct = list(dict.fromkeys(contexts))
+    offsets = tokenizer(distinct, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    token_bounds = {context: np.asarray(o, dtype=np.int64).reshape(-1, 2) for context, o in zip(distinct, offsets)}
+    lengths = []
+    for context, answer in zip(contexts, answers):
+        if not answer["text"] or answer["answer_start"][0] < 0:
+            continue
+        start_char = answer["answer_start"][0]
+        end_char = start_char + len(answer["text"][0])
+        bounds = token_bounds[context]
+        lengths.append(int(((bounds[:, 1] > start_char) & (bounds[:, 0] < end_char)).sum()))
+    return np.asarray(lengths, dtype=np.int64)
+
+
+def length_percentile(lengths: np.ndarray, percentile: float = ANSWER_LENGTH_PERCENTILE) -> int:
+    """The percentile (numpy's linear interpolation) rounded up to a whole token, at least 1."""
+    value = float(np.percentile(lengths, percentile))
+    return max(1, math.ceil(round(value, 6)))  # round first: 12.000000001 is 12, not 13
+
+
+def answer_length_summary(lengths: np.ndarray, max_answer_length: int) -> dict:
+    """Distribution of answer lengths in tokens and what max_answer_length would cut."""
+    if len(lengths) == 0:  # nothing to measure (max_answer_length may still be "auto")
+        return {"answers": 0}
+    cut = int((lengths > max_answer_length).sum())
+    return {
+        "answers": int(len(lengths)),
+        "min": int(lengths.min()),
+        "median": float(np.median(lengths)),
+        "p90": float(np.percentile(lengths, 90)),
+        "p95": float(np.percentile(lengths, 95)),
+        "p99": float(np.percentile(lengths, 99)),
+        "max": int(lengths.max()),
+        "max_answer_length": int(max_answer_length),
+        "cut": cut,
+        "cut_fraction": cut / len(lengths),
+    }
+
+
 def _cls_position(input_ids: list[int], cls_token_id: int | None) -> int:
     if cls_token_id is not None and cls_token_id in input_ids:
         return input_ids.index(cls_token_id)
@@ -292,7 +392,8 @@ def _cls_position(input_ids: list[int], cls_token_id: int | None) -> int:
 class Preprocess:
     """Stage 1: clean and check the data, then tokenize it for training or evaluation."""
 
-    def __init__(self, data_args, tokenizer, model_args=None):
+    def __init__(self, data_args, tokenizer, model_args=None, seed: int = DEFAULT_SEED):
+        """`seed` (the run's data_seed or seed) decides which answerless training windows are kept."""
         if not getattr(tokenizer, "is_fast", False):
             raise DataError(
                 f"Tokenizer {type(tokenizer).__name__} is not a fast tokenizer: span labelling needs its offset "
@@ -301,6 +402,7 @@ class Preprocess:
         self.data_args = data_args
         self.model_args = model_args
         self.tokenizer = tokenizer
+        self.seed = seed
         # Left-padding tokenizers (XLNet-style) put the context first.
         self.question_first = tokenizer.padding_side == "right"
         self.context_id = 1 if self.question_first else 0
@@ -467,11 +569,22 @@ class Preprocess:
             "answers": {"text": texts, "answer_start": starts},
         }
 
+    def question_token_budget(self) -> int:
+        """Longest question (in tokens) that still leaves more than doc_stride context tokens per window.
+
+        The fast tokenizer refuses (with a Rust panic, not an exception) to window a pair whose
+        context share is not strictly longer than the stride; the share is what max_seq_length
+        leaves after the question and the pair's special tokens, which differ by model:
+        3 for BERT ([CLS] q [SEP] c [SEP]), 4 for RoBERTa/XLM-R (<s> q </s></s> c </s>).
+        """
+        specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        return self.data_args.max_seq_length - self.data_args.doc_stride - specials - 1
+
     def _drop_overlong_questions(self, records: list[dict], source_index: dict[str, int], report: SplitReport) -> None:
         """A question that leaves no room for doc_stride context tokens cannot be windowed."""
         if not records:
             return
-        budget = self.data_args.max_seq_length - self.data_args.doc_stride - 4  # special tokens + 1
+        budget = self.question_token_budget()
         lengths = [len(ids) for ids in self.tokenizer([r["question"] for r in records], add_special_tokens=False)["input_ids"]]
         keep = []
         for record, length in zip(records, lengths):
@@ -482,7 +595,8 @@ class Preprocess:
                         record["id"],
                         "question",
                         f"{length} tokens; at most {budget} fit with max_seq_length="
-                        f"{self.data_args.max_seq_length} and doc_stride={self.data_args.doc_stride}",
+                        f"{self.data_args.max_seq_length}, doc_stride={self.data_args.doc_stride} and "
+                        f"{self.tokenizer.num_special_tokens_to_add(pair=True)} special tokens",
                     )
                 )
             else:
@@ -500,6 +614,25 @@ class Preprocess:
 
     def report(self) -> dict:
         return {split: asdict(r) | {"counts": r.counts()} for split, r in self.reports.items()}
+
+    def answer_lengths(self, examples: Dataset) -> np.ndarray:
+        """Token lengths of the examples' (first) answers, as training labels them."""
+        return answer_token_lengths(list(examples["context"]), list(examples["answers"]), self.tokenizer)
+
+    def auto_max_answer_length(self, train_examples: Dataset) -> int:
+        """max_answer_length auto: the ANSWER_LENGTH_PERCENTILE-th percentile of the training answers, rounded up."""
+        lengths = self.answer_lengths(train_examples)
+        if len(lengths) == 0:
+            source = self.reports["train"].source if "train" in self.reports else "the training data"
+            raise DataError(
+                f"{source}: max_answer_length auto needs answerable training questions; there are none. Pass a number."
+            )
+        resolved = length_percentile(lengths)
+        logger.info(
+            "max_answer_length auto -> %d (%dth percentile of %d training answers)",
+            resolved, ANSWER_LENGTH_PERCENTILE, len(lengths),
+        )
+        return resolved
 
     # ------------------------------------------------------------ tokenization
 
@@ -521,13 +654,14 @@ class Preprocess:
         sample_of_window = encoded.pop("overflow_to_sample_mapping")
         offsets_of_window = encoded.pop("offset_mapping")
         cls_id = self.tokenizer.cls_token_id
-        starts, ends = [], []
+        starts, ends, has_answer = [], [], []
         for window, offsets in enumerate(offsets_of_window):
             cls_index = _cls_position(encoded["input_ids"][window], cls_id)
             answers = batch["answers"][sample_of_window[window]]
             if not answers["text"]:
                 starts.append(cls_index)
                 ends.append(cls_index)
+                has_answer.append(False)
                 continue
             start_char = answers["answer_start"][0]
             start, end = label_span(
@@ -540,9 +674,34 @@ class Preprocess:
             )
             starts.append(start)
             ends.append(end)
+            has_answer.append(start != cls_index)
         encoded["start_positions"] = starts
         encoded["end_positions"] = ends
+        encoded[ANSWER_COLUMN] = has_answer
+        encoded[WINDOW_COLUMN] = window_indices(list(sample_of_window))
+        encoded[KEEP_COLUMN] = self._keep_flags(batch, list(sample_of_window), encoded[WINDOW_COLUMN], has_answer)
         return encoded
+
+    def _keep_flags(
+        self, batch: dict, sample_of_window: list[int], window_index: list[int], has_answer: list[bool]
+    ) -> list[bool]:
+        """--keep_answerless_windows for one batch; an example's windows are contiguous in it."""
+        probability = self.data_args.keep_answerless_windows
+        if probability >= 1.0:
+            return [True] * len(sample_of_window)
+        flags: list[bool] = []
+        first = 0
+        while first < len(sample_of_window):
+            sample = sample_of_window[first]
+            last = first
+            while last < len(sample_of_window) and sample_of_window[last] == sample:
+                last += 1
+            example_id = batch["id"][sample]
+            scores = [window_keep_score(self.seed, example_id, w) for w in window_index[first:last]]
+            answerable = bool(batch["answers"][sample]["text"])
+            flags += keep_windows(scores, has_answer[first:last], answerable, probability)
+            first = last
+        return flags
 
     def _eval_batch(self, batch: dict) -> dict:
         encoded = self._encode(batch["question"], batch["context"])
@@ -571,23 +730,62 @@ class Preprocess:
         )
 
     def train_features(self, examples: Dataset) -> Dataset:
-        """Windows labelled with answer start/end tokens (CLS when the answer is not inside)."""
+        """Windows labelled with answer start/end tokens (CLS when the answer is not inside).
+
+        Answerless windows are thinned out by --keep_answerless_windows; the counts before and
+        after go into the train report. They are read from the mapped columns, not counted
+        inside the batch function, which a cached or multi-process map() never runs here.
+        """
+        return self._kept_windows(self._labelled_windows(examples))
+
+    def _labelled_windows(self, examples: Dataset) -> Dataset:
+        """Every training window with the helper columns (answer inside, window index, keep)."""
         return self._map(examples, self._train_batch, "Tokenizing train windows")
 
-    def eval_features(self, examples: Dataset) -> Dataset:
-        """Windows that remember their example id, context offsets and CLS position for decoding."""
-        return self._map(examples, self._eval_batch, "Tokenizing evaluation windows")
+    def _kept_windows(self, features: Dataset) -> Dataset:
+        """Count the windows into the train report, drop the unkept ones and the helper columns."""
+        keep = np.asarray(features[KEEP_COLUMN], dtype=bool)
+        answer = np.asarray(features[ANSWER_COLUMN], dtype=bool)
+        report = self.reports.get("train")
+        if report is not None:
+            report.windows, report.windows_kept = len(keep), int(keep.sum())
+            report.answer_windows = int(answer.sum())
+            report.answerless_windows = int((~answer).sum())
+            report.answerless_windows_kept = int((keep & ~answer).sum())
+            logger.info(
+                "%s: %d training windows, %d kept (%d with the answer, %d of %d answerless; keep_answerless_windows=%s)",
+                report.source, report.windows, report.windows_kept, report.answer_windows,
+                report.answerless_windows_kept, report.answerless_windows, self.data_args.keep_answerless_windows,
+            )  # fmt: skip
+        if not keep.all():
+            features = features.select(np.flatnonzero(keep))
+        return features.remove_columns(HELPER_COLUMNS)
+
+    def eval_features(self, examples: Dataset, split: str | None = None) -> Dataset:
+        """Windows that remember their example id, context offsets and CLS position for decoding.
+
+        Every window is kept; with `split` its count goes into that split's report.
+        """
+        features = self._map(examples, self._eval_batch, "Tokenizing evaluation windows")
+        report = self.reports.get(split) if split else None
+        if report is not None:
+            report.windows = report.windows_kept = len(features)
+        return features
 
 
 # ---------------------------------------------------------------- data check without training
 
 
-def check_files(paths: list[str], data_args, tokenizer) -> dict:
-    """What training would see in each file: counts, repairs, defects, windows per example."""
+def check_files(paths: list[str], data_args, tokenizer, seed: int = DEFAULT_SEED) -> dict:
+    """What training would see in each file: counts, repairs, defects, windows per example.
+
+    The training windows are built as well, so the counts show what --keep_answerless_windows
+    (with this seed) leaves of them.
+    """
     summary = {}
     for path in paths:
         args = type(data_args)(**{**vars(data_args), "train_file": path, "validation_file": None, "test_file": None})
-        preprocess = Preprocess(args, tokenizer)
+        preprocess = Preprocess(args, tokenizer, seed=seed)
         try:
             examples = preprocess.load(["train"])["train"]
         except DataError as err:
@@ -595,8 +793,20 @@ def check_files(paths: list[str], data_args, tokenizer) -> dict:
             summary[path] = {"error": str(err), **({"counts": report.counts()} if report else {})}
             continue
         report = preprocess.reports["train"]
-        windows = preprocess.eval_features(examples)["example_id"]
-        per_example = np.unique(np.asarray(windows), return_counts=True)[1]
+        labelled = preprocess._labelled_windows(examples)
+        preprocess._kept_windows(labelled)
+        window_index = np.asarray(labelled[WINDOW_COLUMN])
+        lengths = preprocess.answer_lengths(examples)
+        limit = data_args.max_answer_length
+        answer_tokens = answer_length_summary(lengths, length_percentile(lengths) if limit == "auto" and len(lengths) else limit)
+        warnings = []
+        if answer_tokens.get("cut_fraction", 0.0) > CUT_WARNING_FRACTION:
+            warnings.append(
+                f"max_answer_length={answer_tokens['max_answer_length']} would cut {answer_tokens['cut']} of "
+                f"{answer_tokens['answers']} training answers ({answer_tokens['cut_fraction']:.1%}, more than "
+                f"{CUT_WARNING_FRACTION:.0%}); the {ANSWER_LENGTH_PERCENTILE}th percentile is "
+                f"{length_percentile(lengths)} tokens (--max_answer_length auto)."
+            )
         summary[path] = {
             "counts": report.counts(),
             "located_spans": report.located_spans,
@@ -604,9 +814,11 @@ def check_files(paths: list[str], data_args, tokenizer) -> dict:
             "generated_ids": report.generated_ids,
             "duplicate_ids": sum(1 for d in report.dropped if d.field == "id"),
             "questions_too_long": sum(1 for d in report.dropped if d.field == data_args.question_column),
-            "windows": int(per_example.sum()),
-            "contexts_longer_than_window": int((per_example > 1).sum()),
-            "max_windows_per_example": int(per_example.max()),
+            "windows": len(window_index),
+            "contexts_longer_than_window": int((window_index == 1).sum()),
+            "max_windows_per_example": int(window_index.max()) + 1,
+            "answer_tokens": answer_tokens,
+            "warnings": warnings,
             "dropped": [str(d) for d in report.dropped],
         }
     return summary
@@ -625,6 +837,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc_stride", type=int, default=128)
     parser.add_argument("--max_bad_fraction", type=float, default=0.01)
     parser.add_argument("--version_2_with_negative", action="store_true")
+    parser.add_argument(
+        "--keep_answerless_windows", type=float, default=1.0,
+        help="Show what this probability of keeping answerless training windows leaves (0 < P <= 1).",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Seed for --keep_answerless_windows.")
+    parser.add_argument(
+        "--max_answer_length", default="30",
+        help="Report the share of training answers longer than this many tokens; 'auto' shows what "
+        f"the {ANSWER_LENGTH_PERCENTILE}th percentile (rounded up) resolves to.",
+    )  # fmt: skip
     parser.add_argument("--output_file", help="Also write the full report as JSON here.")
     options = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -637,15 +859,29 @@ def main(argv: list[str] | None = None) -> int:
         doc_stride=options.doc_stride,
         max_bad_fraction=options.max_bad_fraction,
         version_2_with_negative=options.version_2_with_negative,
+        keep_answerless_windows=options.keep_answerless_windows,
+        max_answer_length=options.max_answer_length,
     )
     tokenizer = AutoTokenizer.from_pretrained(options.tokenizer)
-    summary = check_files(options.check, data_args, tokenizer)
+    summary = check_files(options.check, data_args, tokenizer, seed=options.seed)
     for path, result in summary.items():
         print(f"== {path}")
         if "error" in result:
             print(f"  UNUSABLE: {result['error']}")
         for key, value in {**result.get("counts", {}), **{k: v for k, v in result.items() if isinstance(v, int)}}.items():
             print(f"  {key:28} {value}")
+        tokens = result.get("answer_tokens") or {}
+        if tokens.get("answers"):
+            print(
+                f"  answer tokens                min {tokens['min']}, median {tokens['median']:g}, p90 {tokens['p90']:g}, "
+                f"p95 {tokens['p95']:g}, p99 {tokens['p99']:g}, max {tokens['max']} ({tokens['answers']} answers)"
+            )
+            print(
+                f"  max_answer_length {tokens['max_answer_length']:<10} cuts {tokens['cut']} answers "
+                f"({tokens['cut_fraction']:.2%})"
+            )
+        for line in result.get("warnings", []):
+            logger.warning("%s: %s", path, line)
         for line in result.get("dropped", [])[:10]:
             print(f"  dropped {line}")
     if options.output_file:

@@ -33,7 +33,10 @@ SPLIT_FILE_ARG = {"train": "train_file", "validation": "validation_file", "test"
 DATA_COUNTS = ("records", "kept", "answerable", "unanswerable", "repaired_spans", "dropped_records")
 # run_qa.py also puts `<split>_<count>` data counts into its results; they belong to the
 # data table, not to the metrics table.
-ALL_DATA_COUNTS = DATA_COUNTS + ("unlocated_spans", "skipped_by_max_samples")
+ALL_DATA_COUNTS = DATA_COUNTS + (
+    "unlocated_spans", "skipped_by_max_samples",
+    "windows", "windows_kept", "answer_windows", "answerless_windows", "answerless_windows_kept",
+)  # fmt: skip
 # Quality metrics first in the table, in the order people read them.
 METRIC_ORDER = (
     "loss", "exact_match", "exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
@@ -47,7 +50,7 @@ HYPERPARAMETERS = {
     ),
     "DataTrainingArguments": (
         "max_seq_length", "doc_stride", "max_answer_length", "n_best_size", "max_train_samples",
-        "version_2_with_negative", "null_score_diff_threshold",
+        "version_2_with_negative", "null_score_diff_threshold", "keep_answerless_windows",
     ),
     "LoraArguments": ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_bias", "merge_lora"),
 }  # fmt: skip
@@ -322,6 +325,8 @@ def _hyperparameter_section(run: _RunView) -> str:
                 continue
             if name == "null_score_diff_threshold" and not run.v2:
                 continue
+            if name == "keep_answerless_windows" and value == 1:
+                continue  # the default: every window was trained on
             if name == "num_train_epochs" and (run.arg(group, "max_steps") or 0) > 0:
                 continue  # max_steps overrides the epoch count
             if name == "max_steps" and value <= 0:

@@ -272,10 +272,18 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
 
     tokenizer = load_tokenizer(model_args)
     check_sequence_length(data_args, tokenizer)
-    preprocess = Preprocess(data_args, tokenizer, model_args)
+    # The seed picks the answerless training windows --keep_answerless_windows keeps.
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    preprocess = Preprocess(data_args, tokenizer, model_args, seed=data_seed)
     splits = [s for s, flag in (("train", "do_train"), ("validation", "do_eval"), ("test", "do_predict")) if getattr(training_args, flag)]
     examples = preprocess.load(splits)
     check_best_metric_subset(training_args, examples.get("validation"))
+    if data_args.max_answer_length == "auto":  # resolved before run_args.json and PostProcess see it
+        if "train" not in examples:
+            raise ConfigError(
+                "max_answer_length auto is taken from the training data, but this run does not train: pass a number."
+            )
+        data_args.max_answer_length = preprocess.auto_max_answer_length(examples["train"])
     output_dir = Path(training_args.output_dir)
     arguments = run_record(model_args, data_args, lora_args, training_args)
     data_report = preprocess.report()
@@ -285,8 +293,11 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
 
     with training_args.main_process_first(desc="tokenizing"):
         train_features = preprocess.train_features(examples["train"]) if training_args.do_train else None
-        eval_features = preprocess.eval_features(examples["validation"]) if training_args.do_eval else None
-        test_features = preprocess.eval_features(examples["test"]) if training_args.do_predict else None
+        eval_features = preprocess.eval_features(examples["validation"], "validation") if training_args.do_eval else None
+        test_features = preprocess.eval_features(examples["test"], "test") if training_args.do_predict else None
+    data_report = preprocess.report()  # now with the window counts
+    if training_args.should_save:
+        write_json(output_dir / "data_report.json", data_report)
 
     process = Process(model_args, data_args, lora_args, training_args, tokenizer)
     trainer = process.build_trainer(train_features, examples.get("validation"), eval_features)

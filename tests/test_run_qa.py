@@ -42,8 +42,11 @@ def test_train_eval_predict_writes_loadable_outputs(tiny_model_dir, small_datase
                  "eval_predictions.json", "eval_nbest_predictions.json", "predict_predictions.json"):
         assert (out / name).is_file(), name
     results = json.loads((out / "all_results.json").read_text())
-    for key in ("train_loss", "eval_exact_match", "eval_f1", "predict_f1", "train_kept", "validation_repaired_spans"):
+    for key in ("train_loss", "eval_exact_match", "eval_f1", "predict_f1", "train_kept", "validation_repaired_spans",
+                "train_windows", "train_windows_kept", "train_answer_windows", "validation_windows"):
         assert key in results, key
+    data_report = json.loads((out / "data_report.json").read_text())
+    assert data_report["train"]["counts"]["windows_kept"] == results["train_windows_kept"] == 12  # one window each
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert any("eval_f1" in entry for entry in state["log_history"])
@@ -224,3 +227,22 @@ def test_only_unanswerable_or_only_answerable_evaluation(tiny_model_dir, tmp_pat
                         expect=2)
         assert f"metric_for_best_model='{missing_metric}'" in output and "Traceback" not in output
         assert not (tmp_path / f"refused-{answerable}" / "checkpoint-1").exists()
+
+
+def test_max_answer_length_auto_is_resolved_before_run_args_are_written(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "auto"
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 1, "--max_answer_length", "auto",
+                    "--keep_answerless_windows", 0.5)  # fmt: skip
+    # small_dataset answers: "<n> bar" / "<n> Nm" / "<n> rpm" are 2 tokens each.
+    assert "max_answer_length auto -> 2 (99th percentile of 12 training answers)" in output
+    run_args = json.loads((out / "run_args.json").read_text())
+    assert run_args["DataTrainingArguments"]["max_answer_length"] == 2
+    assert run_args["DataTrainingArguments"]["keep_answerless_windows"] == 0.5
+    card = (out / "README.md").read_text()
+    assert "| `max_answer_length` | 2 |" in card and "| `keep_answerless_windows` | 0.5 |" in card
+
+
+def test_max_answer_length_auto_without_training_is_an_error(tiny_model_dir, small_dataset, tmp_path):
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, tmp_path / "x"), "--do_eval", "--max_answer_length", "auto",
+                    expect=2)  # fmt: skip
+    assert "max_answer_length auto is taken from the training data, but this run does not train: pass a number" in output
