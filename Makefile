@@ -33,7 +33,7 @@ $(DEMO_DATA)/train.json: $(VENV)/.installed mock_dataset.py
 
 demo: base-model mock-data
 	$(PY) run_qa.py args.json
-	$(PY) qa_predict.py --base_model $(BASE_MODEL) --tuned_model models/minilm-qa-demo --data_file $(DEMO_DATA)/test.json --max_seq_length 256 --doc_stride 96 --output_file models/minilm-qa-demo/comparison.json
+	$(PY) qa_predict.py --base_model $(BASE_MODEL) --tuned_model models/minilm-qa-demo --data_file $(DEMO_DATA)/test.json --output_file models/minilm-qa-demo/comparison.json
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -54,8 +54,6 @@ HYPERPARAMETERS = {
     ),
     "LoraArguments": ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_bias", "merge_lora"),
 }  # fmt: skip
-# qa_predict.py's own defaults: the command in the card repeats only what differs.
-QA_PREDICT_DEFAULTS = {"max_seq_length": 384, "doc_stride": 128}
 PNG_NAME = "training_curves.png"
 # Answers one question from the loaded `model` and `tokenizer` (first window, best span).
 ANSWER_SNIPPET = """
@@ -385,22 +383,19 @@ def _usage_section(run: _RunView) -> str:
         + " use the project's `qa_predict.py`:"
     )
     parts.append("```bash\n" + _qa_predict_command(run) + "\n```")
-    if run.v2 and isinstance(run.results.get("eval_best_f1_thresh"), (int, float)):
-        parts.append("The no-answer threshold above is `eval_best_f1_thresh`, the best one on the validation file.")
+    settings = "its window settings (`max_seq_length`, `doc_stride`, `max_answer_length`)"
+    if run.v2:
+        settings += f" and its no-answer threshold ({_threshold(run)}"
+        if isinstance(run.results.get("eval_best_f1_thresh"), (int, float)):
+            settings += ", `eval_best_f1_thresh`: the best one on the validation file"
+        settings += ")"
+    parts.append(f"`qa_predict.py` reads {settings} from `qa_settings.json` in the model folder; flags override them.")
     return "\n\n".join(parts)
 
 
 def _qa_predict_command(run: _RunView) -> str:
-    command = (
-        f'python qa_predict.py --tuned_model {shlex.quote(run.model_path)} --context_file doc.txt --question "..."'
-    )
-    for name, default in QA_PREDICT_DEFAULTS.items():
-        value = run.arg("DataTrainingArguments", name)
-        if value is not None and value != default:
-            command += f" --{name} {value}"
-    if run.v2:
-        command += f" --version_2_with_negative --null_score_diff_threshold {_threshold(run)}"
-    return command
+    """Window settings and (v2) the no-answer threshold come from the model's qa_settings.json."""
+    return f'python qa_predict.py --tuned_model {shlex.quote(run.model_path)} --context_file doc.txt --question "..."'
 
 
 def _threshold(run: _RunView) -> str:
@@ -476,9 +471,9 @@ def _split_sentences(run: _RunView, prefix: str) -> str:
         best, thresh = r.get(f"{prefix}_best_f1"), r.get(f"{prefix}_best_f1_thresh")
         if prefix == "eval" and isinstance(best, (int, float)) and isinstance(thresh, (int, float)):
             text += (
-                f" The best no-answer threshold on this set gives F1 {best:.2f}: pass "
-                f"`--null_score_diff_threshold {thresh:.4f}` to later runs and to qa_predict.py (it was chosen on "
-                "this same set, so expect a little less on new data)."
+                f" The best no-answer threshold on this set gives F1 {best:.2f}: "
+                f"`--null_score_diff_threshold {thresh:.4f}`, saved in qa_settings.json, which qa_predict.py uses "
+                "by default (it was chosen on this same set, so expect a little less on new data)."
             )
     if prefix == "eval":
         text += _best_during_training(run)

@@ -140,7 +140,7 @@ RESUME_SENSITIVE = {
     "ModelArguments": ("model_name_or_path", "config_name", "tokenizer_name"),
     "DataTrainingArguments": (
         "max_seq_length", "doc_stride", "version_2_with_negative", "dataset_name", "dataset_config_name",
-        "train_file", "max_train_samples",
+        "train_file", "max_train_samples", "keep_answerless_windows",
     ),
     "LoraArguments": ("use_lora", "lora_r", "lora_alpha", "lora_target_modules", "lora_bias"),
     "QATrainingArguments": ("seed", "data_seed"),
@@ -312,7 +312,10 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     trainer.save_metrics("data", data_counts, combined=True)
     results.update(data_counts)
     if training_args.should_save and training_args.do_train:
-        write_json(output_dir / SETTINGS_FILE, inference_settings(data_args, results))
+        settings = inference_settings(data_args, results)
+        for model_dir in (output_dir, output_dir / "merged"):  # merged/: --merge_lora's plain copy
+            if model_dir.is_dir():
+                write_json(model_dir / SETTINGS_FILE, settings)
     # Our model card replaces the Trainer's, also in what a push uploads (after the model is
     # saved: peft's save_pretrained writes a placeholder README.md).
     trainer.write_model_card = lambda: write_run_report(output_dir, arguments, data_report, results, trainer.state.log_history)

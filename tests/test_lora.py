@@ -112,6 +112,8 @@ def test_merge_leaves_evaluation_unmerged_and_adapter_loads_from_anywhere(tiny_m
     for file in ("eval_nbest_predictions.json", "predict_nbest_predictions.json"):
         assert (runs["plain"] / file).read_bytes() == (runs["merged"] / file).read_bytes(), file
     assert (runs["merged"] / "merged" / "model.safetensors").is_file()
+    # The merged copy carries the settings qa_predict.py reads.
+    assert (runs["merged"] / "merged" / "qa_settings.json").read_text() == (runs["merged"] / "qa_settings.json").read_text()
 
     base = json.loads((runs["plain"] / "adapter_config.json").read_text())["base_model_name_or_path"]
     assert os.path.isabs(base) and os.path.samefile(base, tiny_model_dir)

@@ -138,7 +138,7 @@ def test_v1_full_fine_tuning(tmp_path):
     assert f'AutoModelForQuestionAnswering.from_pretrained("{out.as_posix()}")' in readme
     assert f'AutoTokenizer.from_pretrained("{out.as_posix()}")' in readme
     assert f'qa_predict.py --tuned_model {out.as_posix()} --context_file doc.txt --question "..."' in readme
-    assert "--max_seq_length 256 --doc_stride 64" in readme
+    assert "--max_seq_length" not in readme.split("```bash")[1]  # qa_predict.py reads them from qa_settings.json
     assert "peft" not in readme and "--null_score_diff_threshold" not in readme
 
     summary = (out / "results.md").read_text(encoding="utf-8")
@@ -170,7 +170,8 @@ def test_v2_lora_with_merge(tmp_path):
     assert "| `lora_r` | 4 |" in readme
     assert "| train | `data/mock/train.json` | 120 | 119 | 89 | 30 | 2 | 1 |" in readme
     assert "| `eval_HasAns_f1` | 67.33 |" in readme and "| `eval_best_f1_thresh` | -1.5000 |" in readme
-    assert "--version_2_with_negative --null_score_diff_threshold -1.5000" in readme
+    assert "no-answer threshold (-1.5000, `eval_best_f1_thresh`" in readme and "qa_settings.json" in readme
+    assert "--null_score_diff_threshold" not in readme.split("```bash")[1].split("```")[0]  # read from qa_settings.json
 
     summary = (out / "results.md").read_text(encoding="utf-8")
     assert summary.startswith("# Results")
