@@ -185,6 +185,10 @@ def test_labels_decode_back_for_random_spans(tmp_path_factory, words, data):
         # starts and ends inside the answer.
         assert start <= offsets[s][0] and offsets[e][1] <= start + len(answer)
         assert decoded.strip() and decoded in answer
+    # A span no longer than doc_stride lies wholly inside some window (windows overlap by
+    # doc_stride tokens), so at least one window must label it.
+    if len(tokenizer(answer, add_special_tokens=False)["input_ids"]) <= 12:
+        assert labelled >= 1
     eval_features = pre.eval_features(examples)
     for feature in eval_features:
         for a, b in feature["offset_mapping"]:
