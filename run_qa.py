@@ -27,6 +27,7 @@ from args import ConfigError, parse_args, resolved_arguments
 from preprocess import DataError, Preprocess
 from process import Process, load_tokenizer
 from report import write_run_report
+from squad_metrics import V1_METRICS, V2_METRICS
 
 logger = logging.getLogger("run_qa")
 
@@ -35,8 +36,6 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safeten
 # file), FSDP's sharded state (pytorch_model_fsdp_0/ or .bin) and DeepSpeed (global_step*/).
 CHECKPOINT_WEIGHT_PATTERNS = (*WEIGHT_FILES, "*.safetensors.index.json", "*.bin.index.json", "pytorch_model_fsdp*", "global_step*")
 SETTINGS_FILE = "qa_settings.json"
-V1_METRICS = ("exact_match", "f1")
-V2_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1")
 
 
 def setup_logging(training_args) -> None:

@@ -1,4 +1,4 @@
-"""Stage 3: SQuAD metrics and span decoding, against hand-computed expectations."""
+"""Stage 3: SQuAD metrics (squad_metrics), span decoding (span_decoding, postprocess), against hand-computed expectations."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from postprocess import (
-    NO_SPAN_NULL_ODDS,
-    PostProcess,
-    decode_predictions,
-    decode_spans,
-    normalize_answer,
-    squad_v1_scores,
-    squad_v2_scores,
-)
+from postprocess import NO_SPAN_NULL_ODDS, PostProcess, decode_predictions
+from span_decoding import decode_spans
+from squad_metrics import normalize_answer, squad_v1_scores, squad_v2_scores
 
 # ---------------------------------------------------------------- normalization
 

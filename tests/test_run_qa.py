@@ -131,7 +131,7 @@ def test_real_minilm_few_steps(base_model_path, small_dataset, tmp_path):
     results = json.loads((out / "all_results.json").read_text())
     assert {"eval_exact_match", "eval_f1", "predict_exact_match", "predict_f1"} <= set(results)
     # The reported scores are those of the written predictions against the files' gold answers.
-    from postprocess import squad_v1_scores
+    from squad_metrics import squad_v1_scores
     from preprocess import read_records
 
     for prefix, split in (("eval", "validation"), ("predict", "test")):
