@@ -28,7 +28,7 @@ $(BASE_MODEL)/config.json: $(VENV)/.installed
 
 mock-data: $(DEMO_DATA)/train.json
 
-$(DEMO_DATA)/train.json: $(VENV)/.installed mock_dataset.py
+$(DEMO_DATA)/train.json: $(VENV)/.installed mock_dataset.py mock_domain_spec.py mock_domains/$(DEMO_DOMAIN).json
 	$(PY) mock_dataset.py --domain $(DEMO_DOMAIN) --output_dir $(DEMO_DATA) --seed 42
 
 demo: base-model mock-data
