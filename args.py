@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
@@ -19,7 +19,11 @@ from transformers import HfArgumentParser, TrainingArguments
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_MODEL = "models/all-MiniLM-L6-v2"
-AUTO = "auto"  # max_answer_length auto: preprocess.ANSWER_LENGTH_PERCENTILE of the training answers
+AUTO = "auto"  # max_answer_length auto: windows.ANSWER_LENGTH_PERCENTILE of the training answers
+DEFAULT_SEED = 42  # transformers.TrainingArguments' default seed
+# The data splits, the argument naming each one's file and the stage flag that uses it.
+SPLIT_FILE_ARG = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+SPLIT_STAGE_FLAG = {"train": "do_train", "validation": "do_eval", "test": "do_predict"}
 
 
 class ConfigError(ValueError):
@@ -147,6 +151,16 @@ def parse_max_answer_length(value: int | str) -> int | str:
         if text.lstrip("+-").isdigit():
             return int(text)
     raise ConfigError(f"max_answer_length must be a whole number of tokens or 'auto', got {value!r}.")
+
+
+def data_argument_defaults() -> dict:
+    """DataTrainingArguments' defaults as a run resolves them (max_answer_length 30, not "30").
+
+    The one source of these values for the other command lines (preprocess.py --check, qa_predict.py).
+    """
+    defaults = {f.name: f.default for f in fields(DataTrainingArguments) if f.default is not MISSING}
+    defaults["max_answer_length"] = parse_max_answer_length(defaults["max_answer_length"])
+    return defaults
 
 
 @dataclass

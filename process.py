@@ -32,8 +32,10 @@ from postprocess import PostProcess
 
 logger = logging.getLogger(__name__)
 
-# Attention projections to adapt with LoRA, by `config.model_type`.
-LORA_TARGETS = {
+# LoRA targets by `config.model_type` where this project chooses otherwise than peft's own
+# mapping (which adapts query and value only, and has no entry for several encoders): all
+# three attention projections. Other types take peft's mapping, else every linear layer.
+LORA_TARGET_OVERRIDES = {
     "bert": ["query", "key", "value"],
     "roberta": ["query", "key", "value"],
     "xlm-roberta": ["query", "key", "value"],
@@ -43,8 +45,8 @@ LORA_TARGETS = {
     "mobilebert": ["query", "key", "value"],
     "distilbert": ["q_lin", "k_lin", "v_lin"],
     "deberta-v2": ["query_proj", "key_proj", "value_proj"],
-    "deberta": ["in_proj"],
 }
+ALL_LINEAR = "all-linear"  # peft's name for every linear layer except the output head
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -119,16 +121,31 @@ def _load_full_model(model_args, name: str):
         raise _cannot_load("model weights", name, err) from None
 
 
-def lora_target_modules(model, lora_args) -> list[str]:
+def lora_targets() -> dict[str, list[str]]:
+    """Default LoRA target modules by model type: peft's mapping, with this project's overrides."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    return {**TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, **LORA_TARGET_OVERRIDES}
+
+
+def lora_target_modules(model, lora_args) -> list[str] | str:
     if lora_args.lora_target_modules:
         return list(lora_args.lora_target_modules)
     model_type = model.config.model_type
-    if model_type not in LORA_TARGETS:
-        raise ConfigError(
-            f"No default LoRA target modules for model type '{model_type}'. "
-            f"Pass --lora_target_modules (known defaults: {sorted(LORA_TARGETS)})."
-        )
-    return LORA_TARGETS[model_type]
+    targets = lora_targets().get(model_type)
+    if targets is None:
+        logger.info("LoRA: no default target modules for model type '%s'; adapting %s.", model_type, ALL_LINEAR)
+        return ALL_LINEAR
+    return list(targets)
+
+
+def qa_head_names(model) -> list[str]:
+    """The new QA head (a Linear to start/end logits): `qa_outputs` in most models, `classifier` in ModernBERT."""
+    import torch
+
+    return [
+        name for name, module in model.named_children() if isinstance(module, torch.nn.Linear) and module.out_features == 2
+    ]
 
 
 def add_lora(model, lora_args):
@@ -142,7 +159,7 @@ def add_lora(model, lora_args):
         lora_dropout=lora_args.lora_dropout,
         target_modules=lora_target_modules(model, lora_args),
         bias=lora_args.lora_bias,
-        modules_to_save=["qa_outputs"],
+        modules_to_save=qa_head_names(model),
     )
     model = get_peft_model(model, config)
     trainable, total = model.get_nb_trainable_parameters()
@@ -330,23 +347,20 @@ class QATrainer(Trainer):
 class Process:
     """Stage 2: builds the model and the QATrainer, then trains, evaluates and predicts."""
 
-    def __init__(self, model_args, data_args, lora_args, training_args, tokenizer):
+    def __init__(
+        self, model_args, lora_args, training_args, tokenizer, post_process: PostProcess, pad_to_max_length: bool = False
+    ):
+        """`post_process` decodes and scores inside evaluate/predict; `pad_to_max_length` picks the collator."""
         self.model_args = model_args
-        self.data_args = data_args
         self.lora_args = lora_args
         self.training_args = training_args
         self.tokenizer = tokenizer
-        self.post_process = PostProcess(
-            n_best_size=data_args.n_best_size,
-            max_answer_length=data_args.max_answer_length,
-            version_2_with_negative=data_args.version_2_with_negative,
-            null_score_diff_threshold=data_args.null_score_diff_threshold,
-            output_dir=training_args.output_dir if training_args.should_save else None,
-        )
+        self.post_process = post_process
+        self.pad_to_max_length = pad_to_max_length
         self.trainer: QATrainer | None = None
 
     def _collator(self):
-        if self.data_args.pad_to_max_length:
+        if self.pad_to_max_length:
             return default_data_collator
         return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=padding_multiple(self.training_args))
 

@@ -262,7 +262,7 @@ class Answerer:
             max_eval_samples=args.max_examples,
             max_bad_fraction=1.0,
         )
-        self.preprocess = Preprocess(data_args, self.tokenizer, model_args)
+        self.preprocess = Preprocess(data_args, self.tokenizer)
         self.model = load_model(model_args, None, is_trainable=False)
         if args.quantize == "int8":
             self.model = quantize_int8(self.model)

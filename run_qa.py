@@ -23,8 +23,10 @@ import datasets
 import transformers
 from transformers import set_seed
 
-from args import ConfigError, parse_args, resolved_arguments
-from preprocess import DataError, Preprocess
+from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, ConfigError, parse_args, resolved_arguments
+from data_files import DataError
+from postprocess import PostProcess
+from preprocess import Preprocess
 from process import Process, load_tokenizer
 from report import write_run_report
 from squad_metrics import V1_METRICS, V2_METRICS
@@ -47,7 +49,7 @@ def setup_logging(training_args) -> None:
     level = training_args.get_process_log_level()
     ours = logging.INFO if training_args.should_log and level >= logging.INFO else level
     logging.getLogger().setLevel(level)
-    for name in ("run_qa", "preprocess", "process", "postprocess"):
+    for name in ("run_qa", "preprocess", "data_check", "windows", "process", "postprocess"):
         logging.getLogger(name).setLevel(ours)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
@@ -66,8 +68,8 @@ def choose_stages(data_args, training_args) -> None:
             "No --do_train/--do_eval/--do_predict given; running: %s",
             ", ".join(s for s in ("train", "eval", "predict") if getattr(training_args, f"do_{s}")),
         )
-    needs = {"do_train": "train_file", "do_eval": "validation_file", "do_predict": "test_file"}
-    for flag, file_arg in needs.items():
+    for split, flag in SPLIT_STAGE_FLAG.items():
+        file_arg = SPLIT_FILE_ARG[split]
         if getattr(training_args, flag) and not (getattr(data_args, file_arg) or data_args.dataset_name):
             raise ConfigError(f"--{flag} needs --{file_arg} (or --dataset_name).")
 
@@ -273,8 +275,8 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     check_sequence_length(data_args, tokenizer)
     # The seed picks the answerless training windows --keep_answerless_windows keeps.
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-    preprocess = Preprocess(data_args, tokenizer, model_args, seed=data_seed)
-    splits = [s for s, flag in (("train", "do_train"), ("validation", "do_eval"), ("test", "do_predict")) if getattr(training_args, flag)]
+    preprocess = Preprocess(data_args, tokenizer, seed=data_seed, cache_dir=model_args.cache_dir, token=model_args.token)
+    splits = [split for split, flag in SPLIT_STAGE_FLAG.items() if getattr(training_args, flag)]
     examples = preprocess.load(splits)
     check_best_metric_subset(training_args, examples.get("validation"))
     if data_args.max_answer_length == "auto":  # resolved before run_args.json and PostProcess see it
@@ -298,7 +300,14 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     if training_args.should_save:
         write_json(output_dir / "data_report.json", data_report)
 
-    process = Process(model_args, data_args, lora_args, training_args, tokenizer)
+    post_process = PostProcess(
+        n_best_size=data_args.n_best_size,
+        max_answer_length=data_args.max_answer_length,
+        version_2_with_negative=data_args.version_2_with_negative,
+        null_score_diff_threshold=data_args.null_score_diff_threshold,
+        output_dir=training_args.output_dir if training_args.should_save else None,
+    )
+    process = Process(model_args, lora_args, training_args, tokenizer, post_process, data_args.pad_to_max_length)
     trainer = process.build_trainer(train_features, examples.get("validation"), eval_features)
     results = {}
     data_counts = {f"{split}_{k}": v for split, r in preprocess.reports.items() for k, v in r.counts().items()}

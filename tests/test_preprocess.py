@@ -9,7 +9,10 @@ import pytest
 
 from args import DataTrainingArguments
 from conftest import make_record, write_flat
-from preprocess import DataError, Preprocess, label_span, locate_span, normalize_answers, read_records
+from data_check import locate_span, normalize_answers
+from data_files import DataError, read_records
+from preprocess import Preprocess
+from windows import label_span
 
 LONG_CONTEXT = " ".join(f"Sentence number {i} mentions the filter code F{i:03d} for unit {i}." for i in range(60))
 
@@ -196,7 +199,7 @@ def test_labels_decode_back_to_the_answer_across_windows(tmp_path):
     answers = ["Sentence number 0", "F031", "unit 59."]  # start, middle (window overlap), end
     records = [make_record(f"r{i}", LONG_CONTEXT, "Which code?", a) for i, a in enumerate(answers)]
     examples, features, pre = _train_features(tmp_path, records)
-    encoded = pre._encode(list(examples["question"]), list(examples["context"]))
+    encoded = pre.windows.encode(list(examples["question"]), list(examples["context"]))
     windows_per_example = {}
     for window, sample in enumerate(encoded["overflow_to_sample_mapping"]):
         windows_per_example.setdefault(sample, []).append(window)
@@ -221,7 +224,7 @@ def test_unanswerable_and_out_of_window_go_to_cls(tmp_path):
         make_record("late", LONG_CONTEXT, "Which code?", "F059"),
     ]
     examples, features, pre = _train_features(tmp_path, records)
-    samples = pre._encode(list(examples["question"]), list(examples["context"]))["overflow_to_sample_mapping"]
+    samples = pre.windows.encode(list(examples["question"]), list(examples["context"]))["overflow_to_sample_mapping"]
     none_windows = [f for f, s in zip(features, samples) if s == 0]
     late_windows = [f for f, s in zip(features, samples) if s == 1]
     assert all(f["start_positions"] == 0 and f["end_positions"] == 0 for f in none_windows)

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 import qa_predict
-from args import DataTrainingArguments, ModelArguments
+from args import DataTrainingArguments
 from conftest import make_record, write_flat
 from preprocess import Preprocess
 from process import LengthGroupedBatches, longest_first, quantize_int8, window_lengths
@@ -33,7 +33,7 @@ def eval_features(tokenizer, records, pad_to_max_length: bool):
     data_args = DataTrainingArguments(
         validation_file="inline", max_seq_length=64, doc_stride=16, pad_to_max_length=pad_to_max_length
     )
-    preprocess = Preprocess(data_args, tokenizer, ModelArguments(model_name_or_path="tiny"))
+    preprocess = Preprocess(data_args, tokenizer)
     examples = preprocess.check_records("validation", "inline", records)
     return examples, preprocess.eval_features(examples)
 
@@ -156,7 +156,7 @@ def test_compiled_models_get_few_padded_shapes(tokenizer):
     for compile_, multiple, shapes in ((False, 8, 48), (True, 64, 6)):
         process = Process.__new__(Process)
         process.tokenizer = tokenizer
-        process.data_args = SimpleNamespace(pad_to_max_length=False)
+        process.pad_to_max_length = False
         process.training_args = SimpleNamespace(torch_compile=compile_)
         collator = process._collator()
         padded = {collator([{"input_ids": [1] * n}])["input_ids"].shape[1] for n in lengths}
