@@ -119,8 +119,7 @@ class DataTrainingArguments:
     def __post_init__(self) -> None:
         if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
             raise ConfigError("No data given: pass dataset_name or at least one of train_file/validation_file/test_file.")
-        if self.doc_stride >= self.max_seq_length:
-            raise ConfigError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length}).")
+        check_window(self.max_seq_length, self.doc_stride)
         if self.strict:
             self.max_bad_fraction = 0.0
         if not 0.0 <= self.max_bad_fraction <= 1.0:
@@ -138,6 +137,22 @@ class DataTrainingArguments:
         for name in ("n_best_size", "max_answer_length", "max_seq_length"):
             if getattr(self, name) != AUTO and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+
+
+def check_window(max_seq_length: int, doc_stride: int, sources: dict | None = None, model_limit: int | None = None) -> None:
+    """The window-length rules, wherever the lengths come from: the overlap must leave room to advance,
+    and a window must fit the model (`model_limit`: the tokenizer's model_max_length, when known).
+
+    `sources` names where each value came from (qa_predict.py: flag, qa_settings.json, ...).
+    """
+    where = {name: f", {sources[name]}" for name in ("max_seq_length", "doc_stride")} if sources else {}
+    if doc_stride >= max_seq_length:
+        raise ConfigError(
+            f"doc_stride ({doc_stride}{where.get('doc_stride', '')}) must be smaller than "
+            f"max_seq_length ({max_seq_length}{where.get('max_seq_length', '')})."
+        )
+    if model_limit and model_limit < 1_000_000 and max_seq_length > model_limit:
+        raise ConfigError(f"max_seq_length={max_seq_length} exceeds the model's limit of {model_limit} tokens.")
 
 
 def parse_max_answer_length(value: int | str) -> int | str:

@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import re
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +31,19 @@ from args import ConfigError, DataTrainingArguments, ModelArguments
 from postprocess import PostProcess
 from preprocess import DataError, Preprocess, read_records
 from process import load_model, load_tokenizer, quantize_int8
+from qa_settings import (  # noqa: F401 (the settings helpers are public here too)
+    DECODING_SETTINGS,
+    QA_SETTINGS_FILE,
+    RUN_ARGS_FILE,
+    decoding_settings,
+    describe_settings,
+    read_qa_settings,
+    read_run_args_settings,
+)
 
 logger = logging.getLogger("qa_predict")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 NO_ANSWER = "(no answer)"
-# Window and decoding settings that must match how the model was trained and tuned.
-DECODING_SETTINGS = (
-    "max_seq_length",
-    "doc_stride",
-    "max_answer_length",
-    "n_best_size",
-    "version_2_with_negative",
-    "null_score_diff_threshold",
-)
-QA_SETTINGS_FILE = "qa_settings.json"  # written by run_qa.py: the settings to predict with
-RUN_ARGS_FILE = "run_args.json"  # written by run_qa.py: every argument of the run
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -130,102 +127,6 @@ def chosen_device(args) -> str:
     return resolve_device(args.device, args.dtype, args.quantize, cuda_device_count())
 
 
-def _setting_type_ok(name: str, value) -> bool:
-    """JSON types per setting: bool is not an int here, an int is a valid float."""
-    if name == "version_2_with_negative":
-        return isinstance(value, bool)
-    if name == "null_score_diff_threshold":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _read_json_object(path: Path) -> dict:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot be read: {err}") from None
-    if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(content).__name__}.")
-    return content
-
-
-def _checked_settings(values: dict, path: Path, where: str = "") -> dict:
-    """The decoding settings in `values`, each checked for its JSON type."""
-    found = {}
-    for name in DECODING_SETTINGS:
-        if name not in values:
-            continue
-        if not _setting_type_ok(name, values[name]):
-            raise ConfigError(f"{path}: {where}{name} has an invalid value {values[name]!r}.")
-        found[name] = float(values[name]) if name == "null_score_diff_threshold" else values[name]
-    return found
-
-
-def read_qa_settings(model_dir: Path) -> tuple[dict, str | None]:
-    """Settings from the model's qa_settings.json (absent: none), and its threshold_source.
-
-    Unknown keys are logged, not refused, so that a newer run_qa.py can add fields.
-    """
-    path = model_dir / QA_SETTINGS_FILE
-    if not path.is_file():
-        return {}, None
-    content = _read_json_object(path)
-    unknown = sorted(set(content) - set(DECODING_SETTINGS) - {"threshold_source"})
-    if unknown:
-        logger.warning("%s: ignoring unknown key(s) %s", path, ", ".join(unknown))
-    threshold_source = content.get("threshold_source")
-    if threshold_source is not None and not isinstance(threshold_source, str):
-        raise ConfigError(f"{path}: threshold_source must be a string, got {threshold_source!r}.")
-    return _checked_settings(content, path), threshold_source
-
-
-def read_run_args_settings(model_dir: Path) -> dict:
-    """Settings from the "DataTrainingArguments" group of the model's run_args.json (absent: none)."""
-    path = model_dir / RUN_ARGS_FILE
-    if not path.is_file():
-        return {}
-    group = _read_json_object(path).get("DataTrainingArguments", {})
-    if not isinstance(group, dict):
-        raise ConfigError(f"{path}: DataTrainingArguments must be a JSON object, got {type(group).__name__}.")
-    return _checked_settings(group, path, "DataTrainingArguments.")
-
-
-def decoding_settings(flags: dict, model_dir: str | None) -> tuple[dict, dict]:
-    """(values, sources) of the window and decoding settings, resolved per setting.
-
-    Order: explicit flag (not None) > the model directory's qa_settings.json > its
-    run_args.json > DataTrainingArguments' defaults. A model is only scored fairly with the
-    windows, answer length and no-answer threshold it was trained and tuned with, so those
-    are taken from the model unless the user overrides them. A Hub id (not a directory)
-    carries no such files and gets the defaults.
-    """
-    defaults = {f.name: f.default for f in fields(DataTrainingArguments) if f.name in DECODING_SETTINGS}
-    qa_settings, threshold_source, run_args = {}, None, {}
-    if model_dir is not None and Path(model_dir).is_dir():
-        qa_settings, threshold_source = read_qa_settings(Path(model_dir))
-        run_args = read_run_args_settings(Path(model_dir))
-    layers = [
-        ("flag", {k: v for k, v in flags.items() if k in DECODING_SETTINGS and v is not None}),
-        (QA_SETTINGS_FILE, qa_settings),
-        (RUN_ARGS_FILE, run_args),
-        ("default", defaults),
-    ]
-    values, sources = {}, {}
-    for name in DECODING_SETTINGS:
-        source, layer = next((source, layer) for source, layer in layers if name in layer)
-        values[name], sources[name] = layer[name], source
-    if sources["null_score_diff_threshold"] == QA_SETTINGS_FILE and threshold_source:
-        sources["null_score_diff_threshold"] += f": {threshold_source}"
-    if values["doc_stride"] >= values["max_seq_length"]:
-        raise ConfigError(
-            f"doc_stride ({values['doc_stride']}, {sources['doc_stride']}) must be smaller than "
-            f"max_seq_length ({values['max_seq_length']}, {sources['max_seq_length']})."
-        )
-    return values, sources
-
-
 def settings_flags(args) -> dict:
     """The decoding flags as given on the command line (None where not given)."""
     return {name: getattr(args, name) for name in DECODING_SETTINGS}
@@ -234,10 +135,6 @@ def settings_flags(args) -> dict:
 def settings_model(args) -> str | None:
     """Whose settings both models use: the tuned model's, else the base model's."""
     return args.tuned_model or args.base_model
-
-
-def describe_settings(values: dict, sources: dict) -> str:
-    return ", ".join(f"{name}={values[name]} ({sources[name]})" for name in DECODING_SETTINGS)
 
 
 class Answerer:
@@ -340,6 +237,12 @@ def metrics_table(results: list[ModelResult]) -> str:
     return "\n".join(lines)
 
 
+def default_settings_text() -> str:
+    values, _ = decoding_settings({}, None)
+    shown = [("on" if value else "off") if isinstance(value, bool) else str(value) for value in values.values()]
+    return ", ".join(shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base_model", help="Model the fine-tune started from (directory or Hub id).")
@@ -353,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     decoding = p.add_argument_group(
         "decoding settings",
         "Default: the tuned (else base) model directory's qa_settings.json, then its run_args.json, "
-        "then run_qa.py's defaults (384, 128, 30, 20, off, 0.0). Both models use the same values.",
+        f"then run_qa.py's defaults ({default_settings_text()}). Both models use the same values.",
     )
     decoding.add_argument(
         "--version_2_with_negative",

@@ -23,11 +23,12 @@ import datasets
 import transformers
 from transformers import set_seed
 
-from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, ConfigError, parse_args, resolved_arguments
+from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, ConfigError, check_window, parse_args, resolved_arguments
 from data_files import DataError
 from postprocess import PostProcess
 from preprocess import Preprocess
 from process import Process, load_tokenizer
+from qa_settings import QA_SETTINGS_FILE, inference_settings
 from report import write_run_report
 from squad_metrics import V1_METRICS, V2_METRICS
 
@@ -37,7 +38,6 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safeten
 # What a checkpoint's weights may look like besides WEIGHT_FILES: sharded weights (an index
 # file), FSDP's sharded state (pytorch_model_fsdp_0/ or .bin) and DeepSpeed (global_step*/).
 CHECKPOINT_WEIGHT_PATTERNS = (*WEIGHT_FILES, "*.safetensors.index.json", "*.bin.index.json", "pytorch_model_fsdp*", "global_step*")
-SETTINGS_FILE = "qa_settings.json"
 
 
 def setup_logging(training_args) -> None:
@@ -226,38 +226,6 @@ def check_reporting(training_args) -> None:
         raise ConfigError("--report_to tensorboard needs the tensorboard package: pip install -r requirements-extra.txt")
 
 
-def check_sequence_length(data_args, tokenizer) -> None:
-    limit = tokenizer.model_max_length
-    if limit and limit < 1_000_000 and data_args.max_seq_length > limit:
-        raise ConfigError(f"max_seq_length={data_args.max_seq_length} exceeds the model's limit of {limit} tokens.")
-
-
-def inference_settings(data_args, results: dict) -> dict:
-    """What using the trained model needs besides its weights; qa_predict.py reads it back.
-
-    For SQuAD v2 the no-answer threshold is the one that scored best on the validation
-    split (eval_best_f1_thresh) when there was an evaluation, else the one the run used.
-    """
-    threshold = data_args.null_score_diff_threshold
-    source = "null_score_diff_threshold of the training run"
-    best = results.get("eval_best_f1_thresh")
-    if data_args.version_2_with_negative and isinstance(best, (int, float)):
-        threshold = float(best)
-        source = (
-            f"eval_best_f1_thresh: best F1 {results['eval_best_f1']:.2f} on the validation split "
-            f"(F1 {results['eval_f1']:.2f} at the threshold in use, {data_args.null_score_diff_threshold})"
-        )
-    return {
-        "max_seq_length": data_args.max_seq_length,
-        "doc_stride": data_args.doc_stride,
-        "max_answer_length": data_args.max_answer_length,
-        "n_best_size": data_args.n_best_size,
-        "version_2_with_negative": data_args.version_2_with_negative,
-        "null_score_diff_threshold": threshold,
-        "threshold_source": source,
-    }
-
-
 def write_json(path: Path, content: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -272,7 +240,7 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     set_seed(training_args.seed)
 
     tokenizer = load_tokenizer(model_args)
-    check_sequence_length(data_args, tokenizer)
+    check_window(data_args.max_seq_length, data_args.doc_stride, model_limit=tokenizer.model_max_length)
     # The seed picks the answerless training windows --keep_answerless_windows keeps.
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     preprocess = Preprocess(data_args, tokenizer, seed=data_seed, cache_dir=model_args.cache_dir, token=model_args.token)
@@ -323,7 +291,7 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
         settings = inference_settings(data_args, results)
         for model_dir in (output_dir, output_dir / "merged"):  # merged/: --merge_lora's plain copy
             if model_dir.is_dir():
-                write_json(model_dir / SETTINGS_FILE, settings)
+                write_json(model_dir / QA_SETTINGS_FILE, settings)
     # Our model card replaces the Trainer's, also in what a push uploads (after the model is
     # saved: peft's save_pretrained writes a placeholder README.md).
     trainer.write_model_card = lambda: write_run_report(output_dir, arguments, data_report, results, trainer.state.log_history)
