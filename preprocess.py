@@ -33,7 +33,7 @@ CUT_WARNING_FRACTION = 0.01
 class Preprocess:
     """Stage 1: clean and check the data, then tokenize it for training or evaluation."""
 
-    def __init__(self, data_args, tokenizer, seed: int = DEFAULT_SEED, cache_dir: str | None = None, token: str | None = None):
+    def __init__(self, data_args, tokenizer, *, seed: int = DEFAULT_SEED, cache_dir: str | None = None, token: str | None = None):
         """`seed` (the run's data_seed or seed) decides which answerless training windows are kept;
         `cache_dir` and `token` are for a Hub dataset (--dataset_name)."""
         if not getattr(tokenizer, "is_fast", False):
