@@ -32,12 +32,12 @@ $(BASE_MODEL)/config.json: $(VENV)/.installed
 
 mock-data: $(DEMO_DATA)/train.json
 
-$(DEMO_DATA)/train.json: $(VENV)/.installed mock_dataset.py
+$(DEMO_DATA)/train.json: $(VENV)/.installed mock_dataset.py mock_domain_spec.py mock_domains/$(DEMO_DOMAIN).json
 	$(PY) mock_dataset.py --domain $(DEMO_DOMAIN) --output_dir $(DEMO_DATA) --seed 42
 
 demo: base-model mock-data
 	$(PY) run_qa.py args.json
-	$(PY) qa_predict.py --base_model $(BASE_MODEL) --tuned_model models/minilm-qa-demo --data_file $(DEMO_DATA)/test.json --max_seq_length 256 --doc_stride 96 --output_file models/minilm-qa-demo/comparison.json
+	$(PY) qa_predict.py --base_model $(BASE_MODEL) --tuned_model models/minilm-qa-demo --data_file $(DEMO_DATA)/test.json --output_file models/minilm-qa-demo/comparison.json
 
 browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
@@ -19,6 +19,11 @@ from transformers import HfArgumentParser, TrainingArguments
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_MODEL = "models/all-MiniLM-L6-v2"
+AUTO = "auto"  # max_answer_length auto: windows.ANSWER_LENGTH_PERCENTILE of the training answers
+DEFAULT_SEED = 42  # transformers.TrainingArguments' default seed
+# The data splits, the argument naming each one's file and the stage flag that uses it.
+SPLIT_FILE_ARG = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+SPLIT_STAGE_FLAG = {"train": "do_train", "validation": "do_eval", "test": "do_predict"}
 
 
 class ConfigError(ValueError):
@@ -75,7 +80,15 @@ class DataTrainingArguments:
         metadata={"help": "Predict no answer when null score - best span score exceeds this (v2 only)."},
     )
     n_best_size: int = field(default=20, metadata={"help": "Candidate starts/ends kept per window, and n-best size."})
-    max_answer_length: int = field(default=30, metadata={"help": "Longest answer in tokens."})
+    # Typed str so that the command line and JSON configs accept both a number and "auto";
+    # __post_init__ turns it into an int (or "auto", which run_qa.py resolves from the training data).
+    max_answer_length: str = field(
+        default="30",
+        metadata={
+            "help": "Longest answer in tokens, or 'auto': the 99th percentile of the training answers' lengths in "
+            "tokens, rounded up (needs training data)."
+        },
+    )
     question_column: str = field(default="question", metadata={"help": "Field holding the question."})
     context_column: str = field(default="context", metadata={"help": "Field holding the context."})
     answer_column: str = field(
@@ -93,19 +106,76 @@ class DataTrainingArguments:
         default=0.01,
         metadata={"help": "Stop when more than this fraction of a file's records is unusable (0 = any defect stops)."},
     )
+    keep_answerless_windows: float = field(
+        default=1.0,
+        metadata={
+            "help": "Training only: keep each window that does not contain its question's answer with this "
+            "probability (0 < P <= 1; seeded by --data_seed or --seed). Answer windows are always kept and an "
+            "unanswerable question keeps at least one window. Below 1 for long documents, where most windows "
+            "hold no answer."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
             raise ConfigError("No data given: pass dataset_name or at least one of train_file/validation_file/test_file.")
-        if self.doc_stride >= self.max_seq_length:
-            raise ConfigError(f"doc_stride ({self.doc_stride}) must be smaller than max_seq_length ({self.max_seq_length}).")
+        check_window(self.max_seq_length, self.doc_stride)
         if self.strict:
             self.max_bad_fraction = 0.0
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ConfigError(f"max_bad_fraction must be within [0, 1], got {self.max_bad_fraction}.")
+        if not 0.0 < self.keep_answerless_windows <= 1.0:
+            raise ConfigError(
+                f"keep_answerless_windows must be within (0, 1] (1 keeps every window), got {self.keep_answerless_windows}."
+            )
+        self.max_answer_length = parse_max_answer_length(self.max_answer_length)
+        if self.max_answer_length == AUTO and not (self.train_file or self.dataset_name):
+            raise ConfigError(
+                "max_answer_length auto is taken from the training answers, but no training data is given "
+                "(train_file or dataset_name): pass a number, e.g. --max_answer_length 30."
+            )
         for name in ("n_best_size", "max_answer_length", "max_seq_length"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) != AUTO and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+
+
+def check_window(max_seq_length: int, doc_stride: int, sources: dict | None = None, model_limit: int | None = None) -> None:
+    """The window-length rules, wherever the lengths come from: the overlap must leave room to advance,
+    and a window must fit the model (`model_limit`: the tokenizer's model_max_length, when known).
+
+    `sources` names where each value came from (qa_predict.py: flag, qa_settings.json, ...).
+    """
+    where = {name: f", {sources[name]}" for name in ("max_seq_length", "doc_stride")} if sources else {}
+    if doc_stride >= max_seq_length:
+        raise ConfigError(
+            f"doc_stride ({doc_stride}{where.get('doc_stride', '')}) must be smaller than "
+            f"max_seq_length ({max_seq_length}{where.get('max_seq_length', '')})."
+        )
+    if model_limit and model_limit < 1_000_000 and max_seq_length > model_limit:
+        raise ConfigError(f"max_seq_length={max_seq_length} exceeds the model's limit of {model_limit} tokens.")
+
+
+def parse_max_answer_length(value: int | str) -> int | str:
+    """An int from the command line ("30"), a JSON config (30 or "30"), or the word "auto"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO:
+            return AUTO
+        if text.lstrip("+-").isdigit():
+            return int(text)
+    raise ConfigError(f"max_answer_length must be a whole number of tokens or 'auto', got {value!r}.")
+
+
+def data_argument_defaults() -> dict:
+    """DataTrainingArguments' defaults as a run resolves them (max_answer_length 30, not "30").
+
+    The one source of these values for the other command lines (preprocess.py --check, qa_predict.py).
+    """
+    defaults = {f.name: f.default for f in fields(DataTrainingArguments) if f.default is not MISSING}
+    defaults["max_answer_length"] = parse_max_answer_length(defaults["max_answer_length"])
+    return defaults
 
 
 @dataclass
@@ -125,10 +195,43 @@ class LoraArguments:
     )
 
 
+def is_secret(name: str) -> bool:
+    """Argument names that hold credentials (token, hub_token, ...): never written to disk."""
+    return name.endswith("token") or any(word in name for word in ("password", "secret", "api_key"))
+
+
+REDACTED = "<redacted>"
+
+
 class QATrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments, shown under their own heading in -h."""
+    """transformers' TrainingArguments, shown under their own heading in -h.
+
+    The Trainer pickles its arguments into training_args.bin (in output_dir and in every
+    checkpoint, which a push uploads): the pickle leaves credentials out. Copies made in
+    memory keep them, since the Trainer needs hub_token to push.
+    """
 
     _argument_group_name = "training (transformers.TrainingArguments)"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name, value in state.items():
+            if is_secret(name) and value is not None:
+                state[name] = None
+        return state
+
+    def __copy__(self):
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, LoraArguments, QATrainingArguments)
@@ -210,9 +313,11 @@ def parse_args(argv: list[str] | None = None):
 
 
 def resolved_arguments(*arg_objects) -> dict:
-    """All arguments as one JSON-ready dict, for the run's record."""
+    """All arguments as one JSON-ready dict, for the run's record; credentials are masked."""
     resolved = {}
     for obj in arg_objects:
         values = obj.to_dict() if isinstance(obj, TrainingArguments) else asdict(obj)
-        resolved[type(obj).__name__] = values
+        resolved[type(obj).__name__] = {
+            name: REDACTED if is_secret(name) and value is not None else value for name, value in values.items()
+        }
     return json.loads(json.dumps(resolved, default=str))

@@ -12,24 +12,8 @@ Usage:
     python mock_dataset.py --domain mock_domains/example_domain.json --impossible_ratio 0.33
     python mock_dataset.py --list_domains
 
-Domain spec (JSON, or YAML when PyYAML is installed); every key is required:
-    name                  id-safe string (letters, digits, "_", "-"); used in ids and "version".
-    description           one line shown by --list_domains.
-    entity_type           what the entities are, e.g. "machine" (documentation only).
-    entities              >= 8 distinct names; none may contain another (so "entity not
-                          mentioned" can be decided reliably).
-    title_template        template; may use {entity} (first entity of the passage) and {number}.
-    attributes            mapping key -> attribute (>= 2), each with:
-        label               lower-case phrase, e.g. "torque setting" (used by distractors).
-        values              >= 4 distinct answer strings, no surrounding whitespace.
-        context_templates   sentences with {entity} and {value} exactly once each; {value}
-                            must not touch a letter/digit/brace (answers sit on word boundaries).
-        question_templates  questions with {entity} exactly once.
-    distractor_templates  sentences with {entity} and {value} exactly once, optionally
-                          {attribute}; they state another entity's value of an attribute the
-                          passage also states, so the reader must match the entity.
-    filler_sentences      plain sentences without placeholders (may be empty).
-See mock_domains/example_domain.json for a complete example.
+Domains are spec files (format and checks: mock_domain_spec.py); the built-in ones are
+mock_domains/<name>.json, and mock_domains/example_domain.json is one more example.
 
 A passage ("context") states facts about 2-3 entities (4-6 for long ones, which are padded to
 at least LONG_CONTEXT_MIN_WORDS whitespace words, hence more than 384 BERT tokens). Questions
@@ -43,378 +27,24 @@ import argparse
 import json
 import logging
 import random
-import re
-import string
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
 
-try:
-    import yaml
-except ImportError:  # YAML specs are optional
-    yaml = None
+from mock_domain_spec import BUILTIN_DOMAINS, DomainSpecError, load_domain, validate_domain  # noqa: F401 (public here too)
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("json", "jsonl", "squad")
 DEFAULT_SIZES = {"train": 600, "validation": 150, "test": 150}
 LONG_CONTEXT_MIN_WORDS = 400  # whitespace words; every word is >= 1 word piece, so > 384 tokens
-MIN_ENTITIES = 8
 MAX_DISTRACTOR_ENTITIES = 2
 QUESTIONS_PER_CONTEXT = {"short": (2, 4), "long": (4, 8)}
-
-_PEOPLE = ["Marta Kowalski", "Daniel Osei", "Priya Raman", "Tomás Herrera", "Ingrid Lund", "Kenji Watanabe",
-           "Fatima El-Sayed", "Oliver Grant", "Chiara Bianchi", "Samuel Adeyemi", "Hannah Becker", "Luis Ortega"]
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
-
-BUILTIN_DOMAINS: dict[str, dict[str, Any]] = {
-    "equipment_manual": {
-        "name": "equipment_manual",
-        "description": "Workshop maintenance manual: torque, service intervals, lubricants, parts.",
-        "entity_type": "machine",
-        "entities": ["HX-220 hydraulic press", "TR-40 lathe", "CM-7 milling centre", "PX-90 air compressor",
-                     "BL-12 band saw", "KD-350 injection moulder", "VR-5 vacuum pump", "GT-18 surface grinder",
-                     "SW-60 spot welder", "DL-24 drill press", "RC-8 robotic arm", "MT-45 belt conveyor"],
-        "title_template": "Maintenance manual section {number}: {entity}",
-        "attributes": {
-            "torque_setting": {"label": "torque setting", "values": [f"{n} Nm" for n in range(20, 125, 5)],
-                "context_templates": ["Bolts on the {entity} must be tightened to {value}.",
-                                      "The {entity} uses a torque setting of {value} for its mounting bolts.",
-                                      "For the {entity}, set the torque wrench to {value}."],
-                "question_templates": ["What is the torque setting for the {entity}?",
-                                       "How tightly should the {entity}'s bolts be torqued?",
-                                       "To what torque should the mounting bolts of the {entity} be tightened?"]},
-            "service_interval": {"label": "service interval",
-                "values": [f"every {n} operating hours" for n in range(100, 1050, 50)],
-                "context_templates": ["The {entity} needs a full service {value}.",
-                                      "Schedule preventive maintenance for the {entity} {value}.",
-                                      "According to the schedule, the {entity} must be serviced {value}."],
-                "question_templates": ["How often does the {entity} need to be serviced?",
-                                       "What is the service interval for the {entity}?",
-                                       "How frequently should maintenance be scheduled for the {entity}?"]},
-            "lubricant": {"label": "recommended lubricant",
-                "values": ["lithium grease EP2", "ISO VG 46 hydraulic oil", "synthetic gear oil 75W-90",
-                           "food-grade silicone grease", "molybdenum disulfide paste", "SAE 30 engine oil",
-                           "PTFE dry lubricant", "ISO VG 68 turbine oil", "white lithium spray"],
-                "context_templates": ["Lubricate the {entity} only with {value}.",
-                                      "The recommended lubricant for the {entity} is {value}.",
-                                      "Technicians should apply {value} to the moving parts of the {entity}."],
-                "question_templates": ["Which lubricant should be used on the {entity}?",
-                                       "What should the moving parts of the {entity} be lubricated with?",
-                                       "What is the recommended lubricant for the {entity}?"]},
-            "max_temperature": {"label": "maximum operating temperature",
-                "values": [f"{n} °C" for n in range(40, 100, 5)],
-                "context_templates": ["The {entity} must not run above {value}.",
-                                      "The maximum operating temperature of the {entity} is {value}.",
-                                      "Shut down the {entity} if its housing temperature exceeds {value}."],
-                "question_templates": ["What is the maximum operating temperature of the {entity}?",
-                                       "Above what temperature must the {entity} be shut down?",
-                                       "How hot may the {entity} run?"]},
-            "filter_part": {"label": "filter part number",
-                "values": [f"FC-{3100 + 47 * i}-{'ABCDEFGH'[i % 8]}" for i in range(16)],
-                "context_templates": ["The replacement filter for the {entity} is part number {value}.",
-                                      "Order cartridge {value} when changing the filter on the {entity}.",
-                                      "The {entity} takes filter cartridge {value}."],
-                "question_templates": ["What is the part number of the replacement filter for the {entity}?",
-                                       "Which filter cartridge does the {entity} take?",
-                                       "What cartridge should be ordered when changing the filter on the {entity}?"]},
-            "technician": {"label": "responsible technician", "values": _PEOPLE,
-                "context_templates": ["Maintenance on the {entity} is signed off by {value}.",
-                                      "{value} is the certified technician for the {entity}.",
-                                      "Report any fault on the {entity} to {value}."],
-                "question_templates": ["Who signs off maintenance on the {entity}?",
-                                       "Who is the certified technician for the {entity}?",
-                                       "To whom should faults on the {entity} be reported?"]},
-        },
-        "distractor_templates": ["Do not confuse this with the {entity}, whose {attribute} is {value}.",
-                                 "The {attribute} of the {entity}, covered in a separate manual, is {value}.",
-                                 "An older revision of the {entity} documentation gives {value} as the {attribute}."],
-        "filler_sentences": [
-            "Always disconnect the main power supply before opening any access panel.",
-            "Wear safety glasses and hearing protection in the workshop at all times.",
-            "Record every maintenance task in the machine logbook with the date and your initials.",
-            "Replacement parts must come from the approved supplier list.",
-            "If a warning light stays on after a restart, stop work and call the shift supervisor.",
-            "Clean up spilled oil immediately to prevent slips.",
-            "Lockout tags must stay in place until the person who fitted them removes them.",
-            "Keep the area around each machine clear of loose tools and offcuts."],
-    },
-    "hr_policy": {
-        "name": "hr_policy",
-        "description": "Company HR handbook: leave, notice, probation, remote work, budgets, contacts.",
-        "entity_type": "employee group",
-        "entities": ["Finance department", "Customer Support team", "Warehouse crew", "Engineering department",
-                     "Legal team", "Marketing department", "Facilities team", "Sales team", "Research group",
-                     "Procurement office", "Quality Assurance team", "Data Science group"],
-        "title_template": "Employee handbook, chapter {number}: {entity}",
-        "attributes": {
-            "annual_leave": {"label": "annual leave entitlement", "values": [f"{n} days" for n in range(20, 36)],
-                "context_templates": ["Members of the {entity} are entitled to {value} of paid annual leave.",
-                                      "The {entity} receives {value} of holiday per calendar year.",
-                                      "Annual leave for the {entity} is set at {value}."],
-                "question_templates": ["How much annual leave do members of the {entity} get?",
-                                       "How many days of paid holiday does the {entity} receive each year?",
-                                       "What is the annual leave entitlement for the {entity}?"]},
-            "notice_period": {"label": "notice period",
-                "values": ["two weeks", "three weeks", "four weeks", "six weeks", "eight weeks", "one month",
-                           "two months", "three months"],
-                "context_templates": ["Staff in the {entity} must give {value} of notice before resigning.",
-                                      "The notice period for the {entity} is {value}.",
-                                      "Anyone leaving the {entity} has to hand in notice {value} in advance."],
-                "question_templates": ["How much notice must staff in the {entity} give before resigning?",
-                                       "What is the notice period for the {entity}?",
-                                       "How far in advance must someone leaving the {entity} hand in notice?"]},
-            "probation_period": {"label": "probation period",
-                "values": ["three months", "four months", "six months", "nine months", "90 days", "120 days",
-                           "180 days", "one year"],
-                "context_templates": ["New hires in the {entity} serve a probation period of {value}.",
-                                      "Probation for the {entity} lasts {value}.",
-                                      "The {entity} confirms new employees after a probation of {value}."],
-                "question_templates": ["How long is the probation period in the {entity}?",
-                                       "How long do new hires in the {entity} stay on probation?",
-                                       "What probation period applies to new employees of the {entity}?"]},
-            "remote_work": {"label": "remote work allowance",
-                "values": ["one day per week", "two days per week", "three days per week", "four days per week",
-                           "every Friday", "on Mondays and Fridays", "up to six days per month",
-                           "up to ten days per month"],
-                "context_templates": ["Employees in the {entity} may work remotely {value}.",
-                                      "The {entity} allows remote work {value}.",
-                                      "Remote work for the {entity} is permitted {value}."],
-                "question_templates": ["How often may employees in the {entity} work remotely?",
-                                       "When is the {entity} allowed to work from home?",
-                                       "How much remote work does the {entity} permit?"]},
-            "training_budget": {"label": "training budget", "values": [f"${n:,}" for n in range(800, 4100, 300)],
-                "context_templates": ["Each member of the {entity} has an annual training budget of {value}.",
-                                      "The {entity} may spend up to {value} per person on courses each year.",
-                                      "Professional development funding for the {entity} is {value} per employee."],
-                "question_templates": ["What is the annual training budget for each member of the {entity}?",
-                                       "How much can the {entity} spend per person on courses each year?",
-                                       "How much development funding does each employee in the {entity} get?"]},
-            "hr_contact": {"label": "HR contact", "values": _PEOPLE,
-                "context_templates": ["Questions from the {entity} about this policy go to {value}.",
-                                      "The HR business partner for the {entity} is {value}.",
-                                      "{value} handles leave requests for the {entity}."],
-                "question_templates": ["Who is the HR business partner for the {entity}?",
-                                       "Who handles leave requests for the {entity}?",
-                                       "Whom should the {entity} contact with questions about this policy?"]},
-        },
-        "distractor_templates": ["This differs from the {entity}, where the {attribute} is {value}.",
-                                 "The {entity} follows a separate agreement, under which the {attribute} is {value}.",
-                                 "Until last year the {attribute} for the {entity} was {value}."],
-        "filler_sentences": [
-            "This handbook applies to all permanent employees unless a contract says otherwise.",
-            "Managers must approve leave requests within five working days.",
-            "Policy changes are announced on the intranet at least one month in advance.",
-            "Employees can raise a grievance confidentially through the HR portal.",
-            "Part-time staff receive benefits in proportion to their contracted hours.",
-            "Unused leave cannot be paid out except when employment ends.",
-            "All employees complete the mandatory data protection course in their first month.",
-            "Expense claims must be submitted with receipts by the end of the following month."],
-    },
-    "clinical_trial": {
-        "name": "clinical_trial",
-        "description": "Clinical trial registry summaries: enrolment, endpoints, investigators, doses, dates.",
-        "entity_type": "trial",
-        "entities": ["AURORA-2 trial", "BEACON-HF study", "CASCADE-3 trial", "DELTA-RX study", "EMBER-1 trial",
-                     "FALCON-PD study", "GLACIER-4 trial", "HORIZON-CKD study", "IRIS-7 trial", "JUNIPER-2 study",
-                     "KESTREL-AF trial", "LANTERN-5 study"],
-        "title_template": "Trial registry summary {number}: {entity}",
-        "attributes": {
-            "enrollment": {"label": "enrolment",
-                "values": [f"{n} participants" for n in (120, 184, 240, 312, 396, 450, 528, 612, 740, 864, 1020)],
-                "context_templates": ["The {entity} enrolled {value}.",
-                                      "A total of {value} took part in the {entity}.",
-                                      "Recruitment for the {entity} closed at {value}."],
-                "question_templates": ["How many participants were enrolled in the {entity}?",
-                                       "How many people took part in the {entity}?",
-                                       "At what number did recruitment for the {entity} close?"]},
-            "primary_endpoint": {"label": "primary endpoint",
-                "values": ["progression-free survival at 12 months", "change in HbA1c from baseline",
-                           "time to first heart failure hospitalisation", "overall survival at five years",
-                           "reduction in systolic blood pressure", "annual rate of relapse",
-                           "change in forced expiratory volume", "complete remission rate at week 24"],
-                "context_templates": ["The primary endpoint of the {entity} was {value}.",
-                                      "The {entity} measured {value} as its primary outcome.",
-                                      "Investigators in the {entity} judged efficacy by {value}."],
-                "question_templates": ["What was the primary endpoint of the {entity}?",
-                                       "What primary outcome did the {entity} measure?",
-                                       "How was efficacy judged in the {entity}?"]},
-            "principal_investigator": {"label": "principal investigator", "values": [f"Dr. {p}" for p in _PEOPLE],
-                "context_templates": ["The {entity} was led by {value}.",
-                                      "{value} served as principal investigator of the {entity}.",
-                                      "The principal investigator for the {entity} was {value}."],
-                "question_templates": ["Who led the {entity}?", "Who was the principal investigator of the {entity}?",
-                                       "Which investigator ran the {entity}?"]},
-            "dose": {"label": "dose",
-                "values": ["25 mg twice daily", "50 mg once daily", "10 mg/kg every three weeks", "200 mg once weekly",
-                           "5 mg at bedtime", "100 mg every 12 hours", "0.5 mg/kg daily", "400 mg on days 1 to 14"],
-                "context_templates": ["Participants in the {entity} received {value} of the study drug.",
-                                      "The {entity} tested a dose of {value}.",
-                                      "In the {entity}, the study drug was given at {value}."],
-                "question_templates": ["What dose did participants in the {entity} receive?",
-                                       "Which dose was tested in the {entity}?",
-                                       "At what dose was the study drug given in the {entity}?"]},
-            "start_date": {"label": "start date",
-                "values": [f"{3 + (i * 5) % 25} {_MONTHS[(i * 7) % 12]} {2016 + i % 8}" for i in range(16)],
-                "context_templates": ["The {entity} enrolled its first patient on {value}.",
-                                      "Recruitment for the {entity} began on {value}.",
-                                      "The {entity} started on {value}."],
-                "question_templates": ["When did the {entity} start?",
-                                       "On what date did the {entity} enrol its first patient?",
-                                       "When did recruitment for the {entity} begin?"]},
-            "follow_up": {"label": "follow-up period",
-                "values": ["18 months", "24 weeks", "52 weeks", "three years", "36 months", "12 weeks", "two years",
-                           "30 months", "five years", "48 weeks"],
-                "context_templates": ["Participants in the {entity} were followed for {value}.",
-                                      "The follow-up period of the {entity} was {value}.",
-                                      "The {entity} tracked outcomes over {value}."],
-                "question_templates": ["How long were participants in the {entity} followed?",
-                                       "What was the follow-up period of the {entity}?",
-                                       "Over what period did the {entity} track outcomes?"]},
-        },
-        "distractor_templates": ["The {attribute} of the {entity}, reported separately, was {value}.",
-                                 "In contrast, the {entity} reported {value} as its {attribute}.",
-                                 "A preliminary registry entry for the {entity} listed the {attribute} as {value}."],
-        "filler_sentences": [
-            "All participants gave written informed consent before any study procedure.",
-            "An independent data monitoring committee reviewed safety every six months.",
-            "The protocol was approved by the ethics committee of each participating site.",
-            "Adverse events were coded using the standard medical dictionary.",
-            "Analyses followed the intention-to-treat principle.",
-            "Missing outcome data were handled by multiple imputation.",
-            "The results were presented at an international congress before publication.",
-            "Participants could withdraw at any time without giving a reason."],
-    },
-}
-
-
-class DomainSpecError(ValueError):
-    """A domain spec is malformed; the message names the file (or source) and the offending key."""
 
 
 class DatasetCheckError(RuntimeError):
     """Generated data failed a self-check: a generator bug, so nothing is written."""
-
-
-# ----------------------------------------------------------------------------- spec validation
-
-def _fail(source: str, key: str, problem: str) -> NoReturn:
-    raise DomainSpecError(f"{source}: key '{key}' {problem}")
-
-
-def _get(spec: dict, key: str, kind: type, path: str, source: str) -> Any:
-    if not isinstance(spec, dict) or key not in spec:
-        _fail(source, path + key, "is missing")
-    if not isinstance(spec[key], kind):
-        _fail(source, path + key, f"must be a {kind.__name__}, got {type(spec[key]).__name__}")
-    return spec[key]
-
-
-def _string_list(spec: dict, key: str, path: str, source: str, min_items: int) -> list[str]:
-    items = _get(spec, key, list, path, source)
-    if len(items) < min_items:
-        _fail(source, path + key, f"needs at least {min_items} entries, got {len(items)}")
-    for index, item in enumerate(items):
-        if not isinstance(item, str) or not item.strip() or item != item.strip():
-            _fail(source, f"{path}{key}[{index}]", "must be a non-empty string without surrounding whitespace")
-    if len(set(items)) != len(items):
-        _fail(source, path + key, "contains duplicates")
-    return items
-
-
-def _check_template(template: str, key: str, source: str, required: set[str], allowed: set[str]) -> None:
-    """Allow only bare named fields so "{value}" can be located literally when rendering."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        _fail(source, key, f"is not a valid template ({err}): {template!r}")
-    fields = [name for _, name, spec, conv in parsed if name is not None]
-    if "{{" in template or "}}" in template or any(spec or conv for _, name, spec, conv in parsed if name):
-        _fail(source, key, f"may only use plain placeholders like {{entity}}: {template!r}")
-    for name in sorted(set(fields) - allowed):
-        _fail(source, key, f"uses unknown placeholder {{{name}}} (allowed: {sorted(allowed)}): {template!r}")
-    for name in sorted(required):
-        if fields.count(name) != 1:
-            _fail(source, key, f"must contain {{{name}}} exactly once: {template!r}")
-    if "value" in required:
-        start = template.index("{value}")
-        before = template[start - 1] if start else " "
-        after = template[start + 7] if start + 7 < len(template) else " "
-        if before.isalnum() or after.isalnum() or before in "{}" or after in "{}":
-            _fail(source, key, f"must keep {{value}} on a word boundary: {template!r}")
-
-
-def validate_domain(spec: dict, source: str = "<dict>") -> dict:
-    """Check a domain spec and return a normalised copy, so generation never meets bad data."""
-    if not isinstance(spec, dict):
-        raise DomainSpecError(f"{source}: a domain spec must be a mapping, got {type(spec).__name__}")
-    name = _get(spec, "name", str, "", source)
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        _fail(source, "name", f"may only contain letters, digits, '_' and '-': {name!r}")
-    entities = _string_list(spec, "entities", "", source, MIN_ENTITIES)
-    for outer in entities:
-        for inner in entities:
-            if inner != outer and inner.lower() in outer.lower():
-                _fail(source, "entities", f"has {inner!r} inside {outer!r}; names must not contain each other")
-    title = _get(spec, "title_template", str, "", source)
-    _check_template(title, "title_template", source, set(), {"entity", "number"})
-    attributes = _get(spec, "attributes", dict, "", source)
-    if len(attributes) < 2:
-        _fail(source, "attributes", "needs at least 2 attributes")
-    clean_attributes = {}
-    for attr_key, attribute in attributes.items():
-        path = f"attributes.{attr_key}."
-        if not isinstance(attribute, dict):
-            _fail(source, path[:-1], "must be a mapping")
-        label = _get(attribute, "label", str, path, source)
-        values = _string_list(attribute, "values", path, source, 4)
-        contexts = _string_list(attribute, "context_templates", path, source, 1)
-        questions = _string_list(attribute, "question_templates", path, source, 1)
-        for index, template in enumerate(contexts):
-            _check_template(template, f"{path}context_templates[{index}]", source, {"entity", "value"},
-                            {"entity", "value"})
-        for index, template in enumerate(questions):
-            _check_template(template, f"{path}question_templates[{index}]", source, {"entity"}, {"entity"})
-        clean_attributes[str(attr_key)] = {"label": label, "values": values, "context_templates": contexts,
-                                           "question_templates": questions}
-    distractors = _string_list(spec, "distractor_templates", "", source, 1)
-    for index, template in enumerate(distractors):
-        _check_template(template, f"distractor_templates[{index}]", source, {"entity", "value"},
-                        {"entity", "value", "attribute"})
-    fillers = _string_list(spec, "filler_sentences", "", source, 0)
-    return {"name": name, "description": _get(spec, "description", str, "", source),
-            "entity_type": _get(spec, "entity_type", str, "", source), "entities": entities,
-            "title_template": title, "attributes": clean_attributes, "distractor_templates": distractors,
-            "filler_sentences": fillers}
-
-
-def load_domain(domain: str | dict) -> dict:
-    """Resolve a built-in name, a spec file path (.json, or .yaml/.yml) or a spec dict to a valid spec."""
-    if isinstance(domain, dict):
-        return validate_domain(domain)
-    if domain in BUILTIN_DOMAINS:
-        return validate_domain(BUILTIN_DOMAINS[domain], f"built-in domain {domain!r}")
-    path = Path(domain)
-    if not path.is_file():
-        raise DomainSpecError(f"unknown domain {domain!r}: not a built-in ({', '.join(BUILTIN_DOMAINS)}) "
-                              "and not an existing spec file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        if yaml is None:
-            raise DomainSpecError(f"{path}: YAML specs need PyYAML installed; use a .json spec instead")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise DomainSpecError(f"{path}: invalid YAML ({err})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DomainSpecError(f"{path}: invalid JSON ({err})") from None
-    return validate_domain(data, str(path))
 
 
 # ----------------------------------------------------------------------------- generation
@@ -709,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.list_domains:
-        for name, spec in BUILTIN_DOMAINS.items():
-            print(f"{name:<18} {spec['description']}")
+        for name in BUILTIN_DOMAINS:
+            print(f"{name:<18} {load_domain(name)['description']}")
         return 0
     sizes = {split: getattr(args, f"{split}_size") for split in DEFAULT_SIZES if getattr(args, f"{split}_size")}
     try:

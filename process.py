@@ -7,6 +7,7 @@ under DDP); only the main process writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset
-from torch.utils.data import Sampler
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForQuestionAnswering,
@@ -31,8 +32,10 @@ from postprocess import PostProcess
 
 logger = logging.getLogger(__name__)
 
-# Attention projections to adapt with LoRA, by `config.model_type`.
-LORA_TARGETS = {
+# LoRA targets by `config.model_type` where this project chooses otherwise than peft's own
+# mapping (which adapts query and value only, and has no entry for several encoders): all
+# three attention projections. Other types take peft's mapping, else every linear layer.
+LORA_TARGET_OVERRIDES = {
     "bert": ["query", "key", "value"],
     "roberta": ["query", "key", "value"],
     "xlm-roberta": ["query", "key", "value"],
@@ -42,8 +45,8 @@ LORA_TARGETS = {
     "mobilebert": ["query", "key", "value"],
     "distilbert": ["q_lin", "k_lin", "v_lin"],
     "deberta-v2": ["query_proj", "key_proj", "value_proj"],
-    "deberta": ["in_proj"],
 }
+ALL_LINEAR = "all-linear"  # peft's name for every linear layer except the output head
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -93,6 +96,10 @@ def load_model(model_args, lora_args, is_trainable: bool = True):
         base = _load_full_model(model_args, adapter_base_model(name))
         logger.info("Loading LoRA adapter from %s on top of %s", name, adapter_base_model(name))
         return PeftModel.from_pretrained(base, name, is_trainable=is_trainable)
+    if Path(name).is_dir():
+        # Recorded as the adapter's base_model_name_or_path: absolute, so the adapter loads
+        # from any working directory.
+        name = str(Path(name).resolve())
     model = _load_full_model(model_args, name)
     if lora_args is not None and lora_args.use_lora:
         model = add_lora(model, lora_args)
@@ -114,16 +121,31 @@ def _load_full_model(model_args, name: str):
         raise _cannot_load("model weights", name, err) from None
 
 
-def lora_target_modules(model, lora_args) -> list[str]:
+def lora_targets() -> dict[str, list[str]]:
+    """Default LoRA target modules by model type: peft's mapping, with this project's overrides."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    return {**TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, **LORA_TARGET_OVERRIDES}
+
+
+def lora_target_modules(model, lora_args) -> list[str] | str:
     if lora_args.lora_target_modules:
         return list(lora_args.lora_target_modules)
     model_type = model.config.model_type
-    if model_type not in LORA_TARGETS:
-        raise ConfigError(
-            f"No default LoRA target modules for model type '{model_type}'. "
-            f"Pass --lora_target_modules (known defaults: {sorted(LORA_TARGETS)})."
-        )
-    return LORA_TARGETS[model_type]
+    targets = lora_targets().get(model_type)
+    if targets is None:
+        logger.info("LoRA: no default target modules for model type '%s'; adapting %s.", model_type, ALL_LINEAR)
+        return ALL_LINEAR
+    return list(targets)
+
+
+def qa_head_names(model) -> list[str]:
+    """The new QA head (a Linear to start/end logits): `qa_outputs` in most models, `classifier` in ModernBERT."""
+    import torch
+
+    return [
+        name for name, module in model.named_children() if isinstance(module, torch.nn.Linear) and module.out_features == 2
+    ]
 
 
 def add_lora(model, lora_args):
@@ -137,7 +159,7 @@ def add_lora(model, lora_args):
         lora_dropout=lora_args.lora_dropout,
         target_modules=lora_target_modules(model, lora_args),
         bias=lora_args.lora_bias,
-        modules_to_save=["qa_outputs"],
+        modules_to_save=qa_head_names(model),
     )
     model = get_peft_model(model, config)
     trainable, total = model.get_nb_trainable_parameters()
@@ -187,6 +209,16 @@ def longest_first(features: Dataset) -> tuple[Dataset, np.ndarray]:
     """
     order = np.argsort(-window_lengths(features), kind="stable")
     return features.select(order), np.argsort(order)
+
+
+def padding_multiple(training_args) -> int:
+    """Dynamic padding rounds each batch's length up to a multiple of this.
+
+    8 keeps tensor-core shapes on GPUs and costs nothing measurable on CPU. A compiled
+    model recompiles for every new input shape: at 384 tokens, multiples of 8 give up to
+    48 shapes, multiples of 64 only 6.
+    """
+    return 64 if training_args.torch_compile else 8
 
 
 class LengthGroupedBatches(Sampler):
@@ -241,6 +273,13 @@ class QATrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.post_process = post_process
         self.eval_examples = eval_examples
+        # Set by run_qa.py: writes our model card (report.py) into output_dir.
+        self.write_model_card = None
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """The Trainer calls this just before a push uploads output_dir: our card goes up, not its own."""
+        if self.write_model_card is not None and self.args.should_save:
+            self.write_model_card()
 
     def _get_train_sampler(self, train_dataset=None):
         """group_by_length uses LengthGroupedBatches (random batch order) instead of transformers' sampler."""
@@ -249,14 +288,25 @@ class QATrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         return LengthGroupedBatches(window_lengths(dataset), self.args.train_batch_size, self.args.seed)
 
-    def _decode_and_score(self, features, examples, prefix: str, description: str, get_dataloader):
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation keeps our order whatever the training sampler: decoding restores it by position.
+
+        transformers groups evaluation batches by length too when train_sampling_strategy is
+        group_by_length, which would hand the logits back shuffled. Several processes get
+        None here, and accelerate then splits the windows into contiguous, ordered shards.
+        """
+        if eval_dataset is None:
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def _decode_and_score(self, features, examples, prefix: str, description: str, get_dataloader, score=None):
         start_time = time.time()
         by_length, restore = longest_first(features)
         output = self.evaluation_loop(
             get_dataloader(by_length), description=description, prediction_loss_only=False, metric_key_prefix=prefix
         )
         logits = tuple(array[restore] for array in output.predictions[:2])
-        decoded, scores = self.post_process(examples, features, logits, prefix=prefix)
+        decoded, scores = self.post_process(examples, features, logits, prefix=prefix, score=score)
         metrics = {f"{prefix}_{key}": value for key, value in scores.items()}
         metrics[f"{prefix}_examples"] = len(examples)
         metrics[f"{prefix}_features"] = len(features)
@@ -276,7 +326,9 @@ class QATrainer(Trainer):
         if features is None or examples is None:
             raise ValueError("evaluate() needs evaluation features and their examples.")
         self._memory_tracker.start()
-        _, metrics = self._decode_and_score(features, examples, metric_key_prefix, "Evaluation", self.get_eval_dataloader)
+        _, metrics = self._decode_and_score(
+            features, examples, metric_key_prefix, "Evaluation", self.get_eval_dataloader, score=True
+        )
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self._memory_tracker.stop_and_update_metrics(metrics)
@@ -295,26 +347,22 @@ class QATrainer(Trainer):
 class Process:
     """Stage 2: builds the model and the QATrainer, then trains, evaluates and predicts."""
 
-    def __init__(self, model_args, data_args, lora_args, training_args, tokenizer):
+    def __init__(
+        self, model_args, lora_args, training_args, tokenizer, post_process: PostProcess, pad_to_max_length: bool = False
+    ):
+        """`post_process` decodes and scores inside evaluate/predict; `pad_to_max_length` picks the collator."""
         self.model_args = model_args
-        self.data_args = data_args
         self.lora_args = lora_args
         self.training_args = training_args
         self.tokenizer = tokenizer
-        self.post_process = PostProcess(
-            n_best_size=data_args.n_best_size,
-            max_answer_length=data_args.max_answer_length,
-            version_2_with_negative=data_args.version_2_with_negative,
-            null_score_diff_threshold=data_args.null_score_diff_threshold,
-            output_dir=training_args.output_dir if training_args.should_save else None,
-        )
+        self.post_process = post_process
+        self.pad_to_max_length = pad_to_max_length
         self.trainer: QATrainer | None = None
 
     def _collator(self):
-        if self.data_args.pad_to_max_length:
+        if self.pad_to_max_length:
             return default_data_collator
-        # Multiples of 8 keep tensor-core shapes on GPUs; they cost nothing measurable on CPU.
-        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=8)
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=padding_multiple(self.training_args))
 
     def build_trainer(
         self,
@@ -338,9 +386,10 @@ class Process:
     def train(self, resume_from_checkpoint: str | None = None) -> dict:
         trainer = self.trainer
         result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-        trainer.save_model()
+        # _internal_call: save without pushing; run_qa.py pushes once, after our model card is written.
+        trainer.save_model(_internal_call=True)
         if self.lora_args.use_lora and self.lora_args.merge_lora and trainer.args.should_save:
-            self.save_merged(Path(trainer.args.output_dir) / "merged")
+            self.save_merged(Path(trainer.args.output_dir))
         metrics = dict(result.metrics)
         metrics["train_features"] = len(trainer.train_dataset)
         trainer.log_metrics("train", metrics)
@@ -348,10 +397,15 @@ class Process:
         trainer.save_state()
         return metrics
 
-    def save_merged(self, directory: Path) -> None:
-        """A plain transformers model with the adapters folded in: loads without peft."""
-        merged = self.trainer.model.merge_and_unload()
-        merged.save_pretrained(directory)
+    def save_merged(self, adapter_dir: Path) -> None:
+        """A plain transformers model with the adapters folded in (adapter_dir/merged): loads without peft.
+
+        Merged from a copy reloaded from the saved adapter, never from the live model, which
+        every process goes on evaluating unmerged.
+        """
+        copy = load_model(dataclasses.replace(self.model_args, model_name_or_path=str(adapter_dir)), None, is_trainable=False)
+        directory = adapter_dir / "merged"
+        copy.merge_and_unload().save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         logger.info("Merged LoRA model saved to %s", directory)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -30,10 +31,21 @@ from args import ConfigError, DataTrainingArguments, ModelArguments
 from postprocess import PostProcess
 from preprocess import DataError, Preprocess, read_records
 from process import load_model, load_tokenizer, quantize_int8
+from qa_settings import (  # noqa: F401 (the settings helpers are public here too)
+    DECODING_SETTINGS,
+    QA_SETTINGS_FILE,
+    RUN_ARGS_FILE,
+    decoding_settings,
+    describe_settings,
+    read_qa_settings,
+    read_run_args_settings,
+)
 
 logger = logging.getLogger("qa_predict")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 NO_ANSWER = "(no answer)"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -69,33 +81,96 @@ def predict_logits(model, tokenizer, features: Dataset, batch_size: int = 32, pr
     return results
 
 
+def device_arg(value: str) -> str:
+    """argparse type for --device: auto, cpu, cuda or cuda:N."""
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+def cuda_device_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(requested: str, dtype: str, quantize: str | None, cuda_devices: int) -> str:
+    """The device to predict on, or a ConfigError for a combination that cannot run well.
+
+    auto is the first GPU when there is one, else the CPU; with --quantize it is the CPU,
+    since the int8 kernels run only there. float16 is refused on the CPU, where its
+    matmuls are slow or unsupported (bfloat16 works there).
+    """
+    if requested == "auto":
+        device = "cuda" if cuda_devices and not quantize else "cpu"
+    elif requested.startswith("cuda"):
+        if not cuda_devices:
+            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu or auto.")
+        index = int(requested.partition(":")[2] or 0)
+        if index >= cuda_devices:
+            raise ConfigError(
+                f"--device {requested}: only {cuda_devices} CUDA device(s) here (cuda:0 to cuda:{cuda_devices - 1})."
+            )
+        device = requested
+    else:
+        device = "cpu"
+    if dtype == "float16" and device == "cpu":
+        hint = " (--device auto found no CUDA device)" if requested == "auto" else ""
+        raise ConfigError(f"--dtype float16 is not supported on the CPU{hint}; use bfloat16 or float32 there.")
+    if quantize and (device != "cpu" or dtype != "float32"):
+        raise ConfigError(
+            f"--quantize {quantize} runs on the CPU in float32 only, not on {device} in {dtype}: "
+            "drop --device/--dtype or --quantize."
+        )
+    return device
+
+
+def chosen_device(args) -> str:
+    return resolve_device(args.device, args.dtype, args.quantize, cuda_device_count())
+
+
+def settings_flags(args) -> dict:
+    """The decoding flags as given on the command line (None where not given)."""
+    return {name: getattr(args, name) for name in DECODING_SETTINGS}
+
+
+def settings_model(args) -> str | None:
+    """Whose settings both models use: the tuned model's, else the base model's."""
+    return args.tuned_model or args.base_model
+
+
 class Answerer:
     """One model with its own tokenizer and windowing, loaded once, answering many questions."""
 
-    def __init__(self, name: str, path: str, args):
+    def __init__(self, name: str, path: str, args, settings: dict | None = None, device: str | None = None):
+        """`settings`: resolved decoding settings (see decoding_settings), by default the model's
+        own; `device`: as resolve_device gives it, by default chosen from args."""
         self.name, self.path, self.args = name, path, args
+        if settings is None:
+            settings, _ = decoding_settings(settings_flags(args), path)
+        self.settings = settings
+        self.device = device or chosen_device(args)
         torch.manual_seed(args.seed)  # a base model's QA head is newly initialised: keep it reproducible
         model_args = ModelArguments(model_name_or_path=path)
         self.tokenizer = load_tokenizer(model_args)
         data_args = DataTrainingArguments(
             validation_file=args.data_file or "command line",
-            max_seq_length=args.max_seq_length,
-            doc_stride=args.doc_stride,
-            version_2_with_negative=args.version_2_with_negative,
+            max_seq_length=settings["max_seq_length"],
+            doc_stride=settings["doc_stride"],
+            version_2_with_negative=settings["version_2_with_negative"],
             max_eval_samples=args.max_examples,
             max_bad_fraction=1.0,
         )
-        self.preprocess = Preprocess(data_args, self.tokenizer, model_args)
+        self.preprocess = Preprocess(data_args, self.tokenizer)
         self.model = load_model(model_args, None, is_trainable=False)
         if args.quantize == "int8":
             self.model = quantize_int8(self.model)
-        elif torch.cuda.is_available():
-            self.model = self.model.to("cuda")
+        else:
+            self.model = self.model.to(device=self.device, dtype=DTYPES[args.dtype])
+        logger.info("%s model on %s in %s%s", name, self.device, args.dtype, " (int8 quantized)" if args.quantize else "")
         self.post = PostProcess(
-            n_best_size=args.n_best_size,
-            max_answer_length=args.max_answer_length,
-            version_2_with_negative=args.version_2_with_negative,
-            null_score_diff_threshold=args.null_score_diff_threshold,
+            n_best_size=settings["n_best_size"],
+            max_answer_length=settings["max_answer_length"],
+            version_2_with_negative=settings["version_2_with_negative"],
+            null_score_diff_threshold=settings["null_score_diff_threshold"],
         )
 
     def examples(self, source: str, records: list[dict]) -> Dataset:
@@ -162,6 +237,12 @@ def metrics_table(results: list[ModelResult]) -> str:
     return "\n".join(lines)
 
 
+def default_settings_text() -> str:
+    values, _ = decoding_settings({}, None)
+    shown = [("on" if value else "off") if isinstance(value, bool) else str(value) for value in values.values()]
+    return ", ".join(shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base_model", help="Model the fine-tune started from (directory or Hub id).")
@@ -172,13 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context_file", help="Text file holding the context for --question.")
     p.add_argument("--interactive", action="store_true", help="Ask questions about --context/--context_file at a prompt.")
     p.add_argument("--output_file", help="Write a JSON report (predictions and metrics of each model) here.")
-    p.add_argument("--version_2_with_negative", action="store_true", help="Allow 'no answer' (SQuAD v2 scoring).")
-    p.add_argument("--null_score_diff_threshold", type=float, default=0.0, help="No-answer threshold (v2).")
-    p.add_argument("--max_seq_length", type=int, default=384, help="Tokens per window.")
-    p.add_argument("--doc_stride", type=int, default=128, help="Overlap between windows.")
-    p.add_argument("--n_best_size", type=int, default=20, help="Candidates per window.")
-    p.add_argument("--max_answer_length", type=int, default=30, help="Longest answer in tokens.")
+    decoding = p.add_argument_group(
+        "decoding settings",
+        "Default: the tuned (else base) model directory's qa_settings.json, then its run_args.json, "
+        f"then run_qa.py's defaults ({default_settings_text()}). Both models use the same values.",
+    )
+    decoding.add_argument(
+        "--version_2_with_negative",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Allow 'no answer' (SQuAD v2 scoring); --no-version_2_with_negative forces it off.",
+    )
+    decoding.add_argument("--null_score_diff_threshold", type=float, help="No-answer threshold (v2).")
+    decoding.add_argument("--max_seq_length", type=int, help="Tokens per window.")
+    decoding.add_argument("--doc_stride", type=int, help="Overlap between windows.")
+    decoding.add_argument("--n_best_size", type=int, help="Candidates per window.")
+    decoding.add_argument("--max_answer_length", type=int, help="Longest answer in tokens.")
     p.add_argument("--batch_size", type=int, default=32, help="Windows per inference batch.")
+    p.add_argument(
+        "--device",
+        type=device_arg,
+        default="auto",
+        help="auto (the GPU when there is one, else the CPU), cpu, cuda or cuda:N.",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="Weights' dtype for prediction (float16 needs a GPU); logits are decoded in float32.",
+    )
     p.add_argument(
         "--quantize",
         choices=["int8"],
@@ -194,12 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolved_settings(args) -> tuple[dict, dict]:
+    """The settings both models use, logged with where each came from."""
+    values, sources = decoding_settings(settings_flags(args), settings_model(args))
+    logger.info("Decoding settings (from %s): %s", settings_model(args), describe_settings(values, sources))
+    return values, sources
+
+
 def compare(args) -> dict:
     models = chosen_models(args)
+    device = chosen_device(args)
     source, records, labeled = input_records(args)
+    settings, sources = resolved_settings(args)
     results, examples = [], None
     for name, path in models:
-        answerer = Answerer(name, path, args)
+        answerer = Answerer(name, path, args, settings, device)
         examples = answerer.examples(source, records)
         results.append(answerer.answer(examples, score=labeled))
     print(comparison_table(examples, results, args.show))
@@ -207,7 +319,9 @@ def compare(args) -> dict:
     report = {
         "data_file": args.data_file,
         "examples": len(examples),
-        "version_2_with_negative": args.version_2_with_negative,
+        "version_2_with_negative": settings["version_2_with_negative"],
+        "settings": {"from": settings_model(args), "values": settings, "sources": sources},
+        "runtime": {"device": device, "dtype": args.dtype, "quantize": args.quantize},
         "models": {
             r.name: {"path": path, "metrics": r.metrics, "seconds": r.seconds, "windows": r.features}
             for r, (_, path) in zip(results, models)
@@ -227,7 +341,10 @@ def interactive(args, stdin=sys.stdin) -> None:
     context = read_context(args)
     if not context:
         raise ConfigError("--interactive needs --context or --context_file.")
-    answerers = [Answerer(name, path, args) for name, path in chosen_models(args)]
+    models = chosen_models(args)
+    device = chosen_device(args)
+    settings, _ = resolved_settings(args)
+    answerers = [Answerer(name, path, args, settings, device) for name, path in models]
     print("Ask a question about the context (empty line to quit).")
     for line in stdin:
         question = line.strip()

@@ -11,6 +11,8 @@ the data (preprocess.py), train (process.py), decode and score (postprocess.py),
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import shutil
@@ -21,16 +23,21 @@ import datasets
 import transformers
 from transformers import set_seed
 
-from args import ConfigError, parse_args, resolved_arguments
-from preprocess import DataError, Preprocess
+from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, ConfigError, check_window, parse_args, resolved_arguments
+from data_files import DataError
+from postprocess import PostProcess
+from preprocess import Preprocess
 from process import Process, load_tokenizer
+from qa_settings import QA_SETTINGS_FILE, inference_settings
 from report import write_run_report
+from squad_metrics import V1_METRICS, V2_METRICS
 
 logger = logging.getLogger("run_qa")
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
-V1_METRICS = ("exact_match", "f1")
-V2_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1")
+# What a checkpoint's weights may look like besides WEIGHT_FILES: sharded weights (an index
+# file), FSDP's sharded state (pytorch_model_fsdp_0/ or .bin) and DeepSpeed (global_step*/).
+CHECKPOINT_WEIGHT_PATTERNS = (*WEIGHT_FILES, "*.safetensors.index.json", "*.bin.index.json", "pytorch_model_fsdp*", "global_step*")
 
 
 def setup_logging(training_args) -> None:
@@ -42,7 +49,7 @@ def setup_logging(training_args) -> None:
     level = training_args.get_process_log_level()
     ours = logging.INFO if training_args.should_log and level >= logging.INFO else level
     logging.getLogger().setLevel(level)
-    for name in ("run_qa", "preprocess", "process", "postprocess"):
+    for name in ("run_qa", "preprocess", "data_check", "windows", "process", "postprocess"):
         logging.getLogger(name).setLevel(ours)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
@@ -61,8 +68,8 @@ def choose_stages(data_args, training_args) -> None:
             "No --do_train/--do_eval/--do_predict given; running: %s",
             ", ".join(s for s in ("train", "eval", "predict") if getattr(training_args, f"do_{s}")),
         )
-    needs = {"do_train": "train_file", "do_eval": "validation_file", "do_predict": "test_file"}
-    for flag, file_arg in needs.items():
+    for split, flag in SPLIT_STAGE_FLAG.items():
+        file_arg = SPLIT_FILE_ARG[split]
         if getattr(training_args, flag) and not (getattr(data_args, file_arg) or data_args.dataset_name):
             raise ConfigError(f"--{flag} needs --{file_arg} (or --dataset_name).")
 
@@ -85,13 +92,32 @@ def check_best_metric(data_args, training_args) -> None:
     training_args.greater_is_better = True
 
 
+def check_best_metric_subset(training_args, validation) -> None:
+    """HasAns_*/NoAns_* exist only when the evaluation set has such questions (as in the official script).
+
+    Found before training, not by the Trainer's KeyError after the first evaluation.
+    """
+    name = (training_args.metric_for_best_model or "").removeprefix("eval_")
+    subset = name.split("_")[0]
+    if validation is None or subset not in ("HasAns", "NoAns"):
+        return
+    answerable = sum(1 for answer in validation["answers"] if answer["text"])
+    count = answerable if subset == "HasAns" else len(validation) - answerable
+    if count == 0:
+        kind = "answerable" if subset == "HasAns" else "unanswerable"
+        raise ConfigError(
+            f"metric_for_best_model='{training_args.metric_for_best_model}' needs {kind} questions, and the "
+            f"validation data has none; use eval_f1 or eval_exact."
+        )
+
+
 def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint is complete once trainer_state.json, written last, parses."""
+    """Complete once trainer_state.json parses: the Trainer writes it after weights, optimizer and RNG state."""
     try:
         json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return any((path / name).is_file() for name in WEIGHT_FILES)
+    return any(any(path.glob(pattern)) for pattern in CHECKPOINT_WEIGHT_PATTERNS)
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
@@ -109,11 +135,42 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
 
 # Arguments a checkpoint depends on: resuming with other values would fail deep inside
 # the Trainer (shape mismatches, missing adapter weights) or silently train something else.
+# The data, its order and the samples per optimizer step decide what the batches a resumed
+# run skips stand for: change them and it skips batches it never trained on.
 RESUME_SENSITIVE = {
-    "ModelArguments": ("model_name_or_path", "config_name"),
-    "DataTrainingArguments": ("max_seq_length", "doc_stride", "version_2_with_negative"),
+    "ModelArguments": ("model_name_or_path", "config_name", "tokenizer_name"),
+    "DataTrainingArguments": (
+        "max_seq_length", "doc_stride", "version_2_with_negative", "dataset_name", "dataset_config_name",
+        "train_file", "max_train_samples", "keep_answerless_windows",
+    ),
     "LoraArguments": ("use_lora", "lora_r", "lora_alpha", "lora_target_modules", "lora_bias"),
-}
+    "QATrainingArguments": ("seed", "data_seed"),
+    "Run": ("train_file_sha256", "samples_per_optimizer_step"),
+}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def file_sha256(path: str | None) -> str | None:
+    if not path or not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_record(model_args, data_args, lora_args, training_args) -> dict:
+    """Every resolved argument (secrets masked) plus the facts of this run a resume depends on."""
+    record = resolved_arguments(model_args, data_args, lora_args, training_args)
+    per_device, accumulation = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
+    record["Run"] = {
+        "train_file_sha256": file_sha256(data_args.train_file) if training_args.do_train else None,
+        "processes": training_args.world_size,
+        "samples_per_optimizer_step": per_device * accumulation * training_args.world_size,
+        "samples_per_optimizer_step_is": "per_device_train_batch_size x gradient_accumulation_steps x processes",
+    }
+    return record
 
 
 def check_resume_compatible(output_dir: Path, current: dict) -> None:
@@ -125,7 +182,7 @@ def check_resume_compatible(output_dir: Path, current: dict) -> None:
         f"{name}: {previous.get(group, {}).get(name)!r} in the checkpointed run, {current[group][name]!r} now"
         for group, names in RESUME_SENSITIVE.items()
         for name in names
-        if group in previous and previous[group].get(name) != current[group][name]
+        if group in previous and name in previous[group] and previous[group][name] != current[group][name]
     ]
     if changed:
         raise ConfigError(
@@ -150,7 +207,7 @@ def find_resume_checkpoint(model_args, data_args, lora_args, training_args) -> s
         return None
     checkpoint = last_complete_checkpoint(output_dir)
     if checkpoint is not None:
-        check_resume_compatible(output_dir, resolved_arguments(model_args, data_args, lora_args, training_args))
+        check_resume_compatible(output_dir, run_record(model_args, data_args, lora_args, training_args))
         logger.info("Resuming training from %s (pass --overwrite_output_dir to start over).", checkpoint)
         return str(checkpoint)
     if any((output_dir / name).is_file() for name in WEIGHT_FILES):
@@ -169,12 +226,6 @@ def check_reporting(training_args) -> None:
         raise ConfigError("--report_to tensorboard needs the tensorboard package: pip install -r requirements-extra.txt")
 
 
-def check_sequence_length(data_args, tokenizer) -> None:
-    limit = tokenizer.model_max_length
-    if limit and limit < 1_000_000 and data_args.max_seq_length > limit:
-        raise ConfigError(f"max_seq_length={data_args.max_seq_length} exceeds the model's limit of {limit} tokens.")
-
-
 def write_json(path: Path, content: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -189,12 +240,21 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     set_seed(training_args.seed)
 
     tokenizer = load_tokenizer(model_args)
-    check_sequence_length(data_args, tokenizer)
-    preprocess = Preprocess(data_args, tokenizer, model_args)
-    splits = [s for s, flag in (("train", "do_train"), ("validation", "do_eval"), ("test", "do_predict")) if getattr(training_args, flag)]
+    check_window(data_args.max_seq_length, data_args.doc_stride, model_limit=tokenizer.model_max_length)
+    # The seed picks the answerless training windows --keep_answerless_windows keeps.
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    preprocess = Preprocess(data_args, tokenizer, seed=data_seed, cache_dir=model_args.cache_dir, token=model_args.token)
+    splits = [split for split, flag in SPLIT_STAGE_FLAG.items() if getattr(training_args, flag)]
     examples = preprocess.load(splits)
+    check_best_metric_subset(training_args, examples.get("validation"))
+    if data_args.max_answer_length == "auto":  # resolved before run_args.json and PostProcess see it
+        if "train" not in examples:
+            raise ConfigError(
+                "max_answer_length auto is taken from the training data, but this run does not train: pass a number."
+            )
+        data_args.max_answer_length = preprocess.auto_max_answer_length(examples["train"])
     output_dir = Path(training_args.output_dir)
-    arguments = resolved_arguments(model_args, data_args, lora_args, training_args)
+    arguments = run_record(model_args, data_args, lora_args, training_args)
     data_report = preprocess.report()
     if training_args.should_save:
         write_json(output_dir / "run_args.json", arguments)
@@ -202,10 +262,20 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
 
     with training_args.main_process_first(desc="tokenizing"):
         train_features = preprocess.train_features(examples["train"]) if training_args.do_train else None
-        eval_features = preprocess.eval_features(examples["validation"]) if training_args.do_eval else None
-        test_features = preprocess.eval_features(examples["test"]) if training_args.do_predict else None
+        eval_features = preprocess.eval_features(examples["validation"], "validation") if training_args.do_eval else None
+        test_features = preprocess.eval_features(examples["test"], "test") if training_args.do_predict else None
+    data_report = preprocess.report()  # now with the window counts
+    if training_args.should_save:
+        write_json(output_dir / "data_report.json", data_report)
 
-    process = Process(model_args, data_args, lora_args, training_args, tokenizer)
+    post_process = PostProcess(
+        n_best_size=data_args.n_best_size,
+        max_answer_length=data_args.max_answer_length,
+        version_2_with_negative=data_args.version_2_with_negative,
+        null_score_diff_threshold=data_args.null_score_diff_threshold,
+        output_dir=training_args.output_dir if training_args.should_save else None,
+    )
+    process = Process(model_args, lora_args, training_args, tokenizer, post_process, data_args.pad_to_max_length)
     trainer = process.build_trainer(train_features, examples.get("validation"), eval_features)
     results = {}
     data_counts = {f"{split}_{k}": v for split, r in preprocess.reports.items() for k, v in r.counts().items()}
@@ -217,8 +287,18 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
         results.update(process.predict(examples["test"], test_features))
     trainer.save_metrics("data", data_counts, combined=True)
     results.update(data_counts)
-    if training_args.should_save:  # after the model is saved: peft writes its own README.md
-        write_run_report(output_dir, arguments, data_report, results, trainer.state.log_history)
+    if training_args.should_save and training_args.do_train:
+        settings = inference_settings(data_args, results)
+        for model_dir in (output_dir, output_dir / "merged"):  # merged/: --merge_lora's plain copy
+            if model_dir.is_dir():
+                write_json(model_dir / QA_SETTINGS_FILE, settings)
+    # Our model card replaces the Trainer's, also in what a push uploads (after the model is
+    # saved: peft's save_pretrained writes a placeholder README.md).
+    trainer.write_model_card = lambda: write_run_report(output_dir, arguments, data_report, results, trainer.state.log_history)
+    if training_args.should_save:
+        trainer.write_model_card()
+    if training_args.push_to_hub and training_args.do_train:
+        trainer.push_to_hub()
     return results
 
 

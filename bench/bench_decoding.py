@@ -108,7 +108,8 @@ def load_inputs(name: str, data_file: Path, limit: int | None):
     from transformers import AutoTokenizer
 
     from args import DataTrainingArguments
-    from preprocess import Preprocess, read_records
+    from data_files import read_records
+    from preprocess import Preprocess
 
     args = DataTrainingArguments(
         validation_file=str(data_file),

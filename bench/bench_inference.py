@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     features = answerer.preprocess.eval_features(examples)
     answerer.preprocess.data_args.pad_to_max_length = True
     padded_features = answerer.preprocess.eval_features(examples)
-    max_length = qa_args.max_seq_length
+    max_length = answerer.settings["max_seq_length"]
     lengths = np.array([len(ids) for ids in features["input_ids"]])
     print(f"{len(examples)} questions, {len(features)} windows, mean length {lengths.mean():.0f}", file=sys.stderr)
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/bench_inference.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": options.model,
         "data": f"{data_file.name}, first {len(examples)} questions, {len(features)} windows "
-                f"(mean {lengths.mean():.0f} tokens, max_seq_length {max_length}, doc_stride {qa_args.doc_stride})",
+                f"(mean {lengths.mean():.0f} tokens, max_seq_length {max_length}, doc_stride {answerer.settings['doc_stride']})",
         "batch_size": options.batch_size,
         "repetitions": options.reps,
         "torch_threads": torch.get_num_threads(),

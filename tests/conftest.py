@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def pytest_configure(config):
+    # Part of `make test` like every other test; `-m "not slow"` skips them for a quick loop.
+    config.addinivalue_line("markers", "slow: trains or runs the real MiniLM for minutes")
+
+
 def minilm_path() -> Path:
     """The offline base model: the exported copy if `make base-model` ran, else the wheel's folder."""
     exported = ROOT / "models" / "all-MiniLM-L6-v2"

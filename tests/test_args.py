@@ -85,3 +85,22 @@ def test_run_qa_reports_config_errors_without_traceback(tmp_path):
     assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "bogus_option" in output and "Traceback" not in output
+
+
+def test_max_answer_length_accepts_a_number_or_auto_from_json_and_command_line(tmp_path):
+    assert parse_args([write_config(tmp_path, max_answer_length=50)])[1].max_answer_length == 50
+    assert parse_args([write_config(tmp_path, max_answer_length="50")])[1].max_answer_length == 50
+    assert parse_args([write_config(tmp_path, max_answer_length="auto")])[1].max_answer_length == "auto"
+    assert parse_args([write_config(tmp_path), "--max_answer_length", "auto"])[1].max_answer_length == "auto"
+    assert parse_args([write_config(tmp_path)])[1].max_answer_length == 30
+    with pytest.raises(ConfigError, match="max_answer_length must be positive"):
+        parse_args([write_config(tmp_path, max_answer_length=0)])
+    with pytest.raises(ConfigError, match="no training data is given"):
+        parse_args(["--validation_file", "dev.json", "--max_answer_length", "auto", "--output_dir", str(tmp_path)])
+
+
+def test_keep_answerless_windows_option(tmp_path):
+    assert parse_args([write_config(tmp_path)])[1].keep_answerless_windows == 1.0
+    assert parse_args([write_config(tmp_path, keep_answerless_windows=0.1)])[1].keep_answerless_windows == 0.1
+    with pytest.raises(ConfigError, match="keep_answerless_windows"):
+        parse_args([write_config(tmp_path), "--keep_answerless_windows", "0"])

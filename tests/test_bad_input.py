@@ -137,7 +137,7 @@ def test_unicode_answers_round_trip(tmp_path, tokenizer, answer):
     pre = Preprocess(args(train_file=str(write_flat(tmp_path / "t.json", records)), max_seq_length=128, doc_stride=32), tokenizer)
     examples = pre.load(["train"])["train"]
     feature = pre.train_features(examples)[0]
-    encoded = pre._encode(list(examples["question"]), list(examples["context"]))
+    encoded = pre.windows.encode(list(examples["question"]), list(examples["context"]))
     offsets = encoded["offset_mapping"][0]
     decoded = UNICODE_CONTEXT[offsets[feature["start_positions"]][0] : offsets[feature["end_positions"]][1]]
     assert decoded == answer
@@ -172,7 +172,7 @@ def test_labels_decode_back_for_random_spans(tmp_path_factory, words, data):
     pre = Preprocess(args(train_file=str(path), max_seq_length=48, doc_stride=12), tokenizer)
     examples = pre.load(["train"])["train"]
     features = pre.train_features(examples)
-    encoded = pre._encode(list(examples["question"]), list(examples["context"]))
+    encoded = pre.windows.encode(list(examples["question"]), list(examples["context"]))
     labelled = 0
     for window, feature in enumerate(features):
         offsets = encoded["offset_mapping"][window]
@@ -185,6 +185,10 @@ def test_labels_decode_back_for_random_spans(tmp_path_factory, words, data):
         # starts and ends inside the answer.
         assert start <= offsets[s][0] and offsets[e][1] <= start + len(answer)
         assert decoded.strip() and decoded in answer
+    # A span no longer than doc_stride lies wholly inside some window (windows overlap by
+    # doc_stride tokens), so at least one window must label it.
+    if len(tokenizer(answer, add_special_tokens=False)["input_ids"]) <= 12:
+        assert labelled >= 1
     eval_features = pre.eval_features(examples)
     for feature in eval_features:
         for a, b in feature["offset_mapping"]:

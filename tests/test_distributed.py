@@ -65,3 +65,18 @@ def test_two_processes_match_one(tiny_model_dir, uneven_dataset, tmp_path):
            ["--model_name_or_path", two, "--do_eval", "--output_dir", via_accelerate, *common], tmp_path / "acc.log")
     assert json.loads((via_accelerate / "eval_predictions.json").read_text()) == one_predictions
     assert "processes: 2" in (tmp_path / "acc.log").read_text()
+
+
+def test_two_processes_with_grouped_training_sampler_match_one(tiny_model_dir, uneven_dataset, tmp_path):
+    """group_by_length is a training option: it must not reorder the ranks' evaluation shards."""
+    common = ["--model_name_or_path", tiny_model_dir, "--do_eval", "--validation_file", uneven_dataset["validation"],
+              "--max_seq_length", 64, "--doc_stride", 16, "--per_device_eval_batch_size", 3, "--report_to", "none",
+              "--disable_tqdm", "true"]
+    two = tmp_path / "two"
+    launch([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"],
+           [*common, "--output_dir", two, "--train_sampling_strategy", "group_by_length"], tmp_path / "two.log")
+    assert "processes: 2" in (tmp_path / "two.log").read_text()
+    one = tmp_path / "one"
+    launch([sys.executable], [*common, "--output_dir", one], tmp_path / "one.log")
+    for name in ("eval_predictions.json", "eval_nbest_predictions.json"):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering
 
-from args import ConfigError, LoraArguments
-from process import LORA_TARGETS, add_lora, load_model
+from args import LoraArguments
+from process import add_lora, load_model, lora_targets
 from test_run_qa import common_args, run_qa
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 100}
@@ -30,20 +30,32 @@ def test_default_targets_per_architecture(model_type):
     config = AutoConfig.for_model(model_type, **TINY, **ARCHITECTURES[model_type])
     model = add_lora(AutoModelForQuestionAnswering.from_config(config), LoraArguments(use_lora=True, lora_r=2))
     adapted = {name.split(".")[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
-    assert adapted == set(LORA_TARGETS[model_type])
+    assert adapted == set(lora_targets()[model_type])
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert any("qa_outputs" in name for name in trainable)
     assert all("lora_" in name or "qa_outputs" in name for name in trainable)
 
 
-def test_unknown_architecture_asks_for_explicit_modules():
+def test_unknown_architecture_adapts_every_linear_layer():
     config = AutoConfig.for_model("bert", **TINY)
     model = AutoModelForQuestionAnswering.from_config(config)
     model.config.model_type = "made-up"
-    with pytest.raises(ConfigError, match="--lora_target_modules"):
-        add_lora(model, LoraArguments(use_lora=True))
+    adapted = add_lora(model, LoraArguments(use_lora=True))
+    assert {n.split(".")[-1] for n, m in adapted.named_modules() if hasattr(m, "lora_A")} == {"query", "key", "value", "dense"}
+    model = AutoModelForQuestionAnswering.from_config(config)
     explicit = add_lora(model, LoraArguments(use_lora=True, lora_target_modules=["query"]))
     assert {n.split(".")[-1] for n, m in explicit.named_modules() if hasattr(m, "lora_A")} == {"query"}
+
+
+def test_modernbert_gets_every_linear_layer_and_its_classifier_head_in_full():
+    """peft has no ModernBERT mapping; its QA head is `classifier`, not `qa_outputs`."""
+    config = AutoConfig.for_model(
+        "modernbert", **TINY, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2
+    )
+    model = add_lora(AutoModelForQuestionAnswering.from_config(config), LoraArguments(use_lora=True, lora_r=2))
+    assert {n.split(".")[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")} >= {"Wqkv", "Wo", "Wi"}
+    head = {name for name, p in model.named_parameters() if p.requires_grad and "lora_" not in name}
+    assert head == {f"base_model.model.classifier.modules_to_save.default.{w}" for w in ("weight", "bias")}
 
 
 def test_trainable_parameter_count():
@@ -88,3 +100,39 @@ def test_lora_run_saves_adapter_with_head_merges_and_resumes(tiny_model_dir, sma
     assert "global step 2" in output
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_merge_leaves_evaluation_unmerged_and_adapter_loads_from_anywhere(tiny_model_dir, small_dataset, tmp_path):
+    """--merge_lora merges a reloaded copy: the run evaluates exactly the model it would without it.
+
+    The base model is given as a path relative to the working directory; the adapter must
+    still load from another one.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    relative_base = os.path.relpath(tiny_model_dir, ROOT)
+    runs = {}
+    for name, extra in (("plain", []), ("merged", ["--merge_lora"])):
+        out = tmp_path / name
+        args = common_args(relative_base, small_dataset, out)
+        run_qa(*args, "--use_lora", "--lora_r", 4, "--max_steps", 3, "--save_strategy", "no", *extra)
+        runs[name] = out
+    for file in ("eval_nbest_predictions.json", "predict_nbest_predictions.json"):
+        assert (runs["plain"] / file).read_bytes() == (runs["merged"] / file).read_bytes(), file
+    assert (runs["merged"] / "merged" / "model.safetensors").is_file()
+    # The merged copy carries the settings qa_predict.py reads.
+    assert (runs["merged"] / "merged" / "qa_settings.json").read_text() == (runs["merged"] / "qa_settings.json").read_text()
+
+    base = json.loads((runs["plain"] / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert os.path.isabs(base) and os.path.samefile(base, tiny_model_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    load = ("import sys; from peft import AutoPeftModelForQuestionAnswering as M; "
+            "m = M.from_pretrained(sys.argv[1]); print(type(m).__name__)")
+    result = subprocess.run([sys.executable, "-c", load, str(runs["plain"])], cwd=elsewhere, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -26,6 +26,7 @@ def test_every_mock_format_loads_through_the_pipeline(fmt, tmp_path, tokenizer):
         assert [a["answer_start"] for a in loaded[split]["answers"]] == [r["answers"]["answer_start"] for r in records]
 
 
+@pytest.mark.slow
 def test_short_finetune_beats_base_by_30_f1(base_model_path, tmp_path):
     splits = generate_dataset("equipment_manual", {"train": 320, "validation": 60}, seed=11, long_context_ratio=0.0)
     paths = write_dataset(splits, tmp_path / "data")

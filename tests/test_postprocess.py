@@ -1,4 +1,4 @@
-"""Stage 3: SQuAD metrics and span decoding, against hand-computed expectations."""
+"""Stage 3: SQuAD metrics (squad_metrics), span decoding (span_decoding, postprocess), against hand-computed expectations."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from postprocess import (
-    NO_SPAN_NULL_ODDS,
-    PostProcess,
-    decode_predictions,
-    decode_spans,
-    normalize_answer,
-    squad_v1_scores,
-    squad_v2_scores,
-)
+from postprocess import NO_SPAN_NULL_ODDS, PostProcess, decode_predictions
+from span_decoding import decode_spans
+from squad_metrics import normalize_answer, squad_v1_scores, squad_v2_scores
 
 # ---------------------------------------------------------------- normalization
 
@@ -406,8 +400,10 @@ def test_postprocess_v2_scores_write_and_files(tmp_path):
     # a right, b "" against "stu" -> 0, c "" against "xyz" -> 0.
     assert metrics["exact"] == pytest.approx(100 / 3)
     assert metrics["total"] == 3
-    # Raw walk over null odds (all answerable, start 0): a -7 (+1 -> 1, best), b 3 (+0), c 1e6 (+0).
-    assert (metrics["best_exact"], metrics["best_exact_thresh"]) == (pytest.approx(100 / 3), -7.0)
+    # The search walks the best spans by null odds (all answerable, start 0): a -7 (+1 -> 1),
+    # b 3 ("stu", nulled at threshold 0 but right above 3: +1 -> 2, best), c 1e6 (no span, +0).
+    assert (metrics["best_exact"], metrics["best_exact_thresh"]) == (pytest.approx(200 / 3), 3.0)
+    assert decoded.span_predictions == {"a": "jkl mno", "b": "stu", "c": ""}
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["eval_nbest_predictions.json", "eval_null_odds.json", "eval_predictions.json"]
     assert json.loads((tmp_path / "eval_predictions.json").read_text(encoding="utf-8")) == decoded.predictions
@@ -444,3 +440,28 @@ def test_nan_logits_do_not_stop_decoding():
     assert list(decoded.predictions) == ["a", "b", "c"]
     assert decoded.predictions["b"] == "stu"
     assert all(np.isfinite(entry["score"]) for entry in decoded.nbest["a"])
+
+
+def test_v2_best_threshold_recovers_answers_nulled_at_the_threshold_in_use():
+    """Every answerable question is nulled at threshold 0; a threshold above their null odds answers them."""
+    examples = [
+        {"id": "a", "context": "red blue", "answers": {"text": ["red"], "answer_start": [0]}},
+        {"id": "b", "context": "red blue", "answers": {"text": ["blue"], "answer_start": [4]}},
+        {"id": "n", "context": "red blue", "answers": {"text": [], "answer_start": []}},
+    ]
+    offsets = [[-1, -1], [0, 3], [4, 8]]
+    features = [{"example_id": qid, "offset_mapping": offsets, "cls_index": 0} for qid in ("a", "b", "n")]
+    # CLS scores 3+3=6; best spans score 2+2=4 ("red" for a, "blue" for b): null odds 2 > 0.
+    # n: CLS 6 against its best span "red" (1+1=2): null odds 4.
+    starts = np.array([[3, 2, 0], [3, 0, 2], [3, 1, 0]], dtype=np.float32)
+    ends = np.array([[3, 2, 0], [3, 0, 2], [3, 1, 0]], dtype=np.float32)
+    post = PostProcess(version_2_with_negative=True, null_score_diff_threshold=0.0)
+    decoded, metrics = post(examples, features, (starts, ends))
+    assert decoded.predictions == {"a": "", "b": "", "n": ""}
+    assert decoded.null_odds == {"a": 2.0, "b": 2.0, "n": 4.0}
+    assert metrics["HasAns_f1"] == 0.0 and metrics["f1"] == pytest.approx(100 / 3)  # what was written
+    # Answering when null odds <= 2 recovers a and b and still abstains on n.
+    assert metrics["best_f1"] == 100.0 > metrics["f1"]
+    assert metrics["best_f1_thresh"] == 2.0 > 0
+    rescored = PostProcess(version_2_with_negative=True, null_score_diff_threshold=metrics["best_f1_thresh"])
+    assert rescored(examples, features, (starts, ends))[1]["f1"] == 100.0

@@ -9,7 +9,10 @@ import pytest
 
 from args import DataTrainingArguments
 from conftest import make_record, write_flat
-from preprocess import DataError, Preprocess, label_span, locate_span, normalize_answers, read_records
+from data_check import locate_span, normalize_answers
+from data_files import DataError, read_records
+from preprocess import Preprocess
+from windows import label_span
 
 LONG_CONTEXT = " ".join(f"Sentence number {i} mentions the filter code F{i:03d} for unit {i}." for i in range(60))
 
@@ -196,7 +199,7 @@ def test_labels_decode_back_to_the_answer_across_windows(tmp_path):
     answers = ["Sentence number 0", "F031", "unit 59."]  # start, middle (window overlap), end
     records = [make_record(f"r{i}", LONG_CONTEXT, "Which code?", a) for i, a in enumerate(answers)]
     examples, features, pre = _train_features(tmp_path, records)
-    encoded = pre._encode(list(examples["question"]), list(examples["context"]))
+    encoded = pre.windows.encode(list(examples["question"]), list(examples["context"]))
     windows_per_example = {}
     for window, sample in enumerate(encoded["overflow_to_sample_mapping"]):
         windows_per_example.setdefault(sample, []).append(window)
@@ -221,7 +224,7 @@ def test_unanswerable_and_out_of_window_go_to_cls(tmp_path):
         make_record("late", LONG_CONTEXT, "Which code?", "F059"),
     ]
     examples, features, pre = _train_features(tmp_path, records)
-    samples = pre._encode(list(examples["question"]), list(examples["context"]))["overflow_to_sample_mapping"]
+    samples = pre.windows.encode(list(examples["question"]), list(examples["context"]))["overflow_to_sample_mapping"]
     none_windows = [f for f, s in zip(features, samples) if s == 0]
     late_windows = [f for f, s in zip(features, samples) if s == 1]
     assert all(f["start_positions"] == 0 and f["end_positions"] == 0 for f in none_windows)
@@ -263,3 +266,207 @@ def test_overlong_question_is_dropped_with_reason(tmp_path):
     assert "long" not in ds["id"]
     (defect,) = pre.reports["train"].dropped
     assert defect.id == "long" and defect.field == "question" and "max_seq_length=64" in defect.reason
+
+
+def roberta_style_tokenizer():
+    """A word-level fast tokenizer with RoBERTa's pair template (<s> q </s></s> c </s>): 4 specials, built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "q", "?", "."] + [f"w{i}" for i in range(50)]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind, specials", [("bert", 3), ("roberta", 4)])
+def test_question_budget_counts_the_tokenizers_special_tokens(tmp_path, kind, specials):
+    tok = _tokenizer() if kind == "bert" else roberta_style_tokenizer()
+    assert tok.num_special_tokens_to_add(pair=True) == specials
+    max_seq_length, doc_stride = 64, 16
+    budget = max_seq_length - doc_stride - specials - 1
+    word, context = ("word", LONG_CONTEXT) if kind == "bert" else ("q", " ".join(f"w{i % 50}" for i in range(300)))
+    answer = context.split()[40]
+    fits, too_long = " ".join([word] * budget), " ".join([word] * (budget + 1))
+    assert len(tok(fits, add_special_tokens=False)["input_ids"]) == budget
+    records = [make_record(f"ok{i}", context, f"{word} {word}", answer) for i in range(3)]
+    records += [make_record("fits", context, fits, answer), make_record("long", context, too_long, answer)]
+    path = write_flat(tmp_path / "train.json", records)
+    args = data_args(train_file=str(path), validation_file=str(path), max_seq_length=max_seq_length,
+                     doc_stride=doc_stride, max_bad_fraction=0.5)  # fmt: skip
+    pre = Preprocess(args, tok)
+    loaded = pre.load(["train", "validation"])
+    assert "fits" in loaded["train"]["id"] and "long" not in loaded["train"]["id"]
+    (defect,) = pre.reports["train"].dropped
+    assert defect.id == "long" and defect.field == "question"
+    assert f"{budget + 1} tokens; at most {budget} fit" in defect.reason and f"{specials} special tokens" in defect.reason
+    # The budget-length question really is windowed (the old "- 4" made the tokenizer panic for RoBERTa).
+    train = pre.train_features(loaded["train"])
+    evaluation = pre.eval_features(loaded["validation"])
+    assert evaluation["example_id"].count("fits") > 1 and len(train) == len(evaluation)
+    assert all(len(ids) <= max_seq_length for ids in train["input_ids"])
+
+
+# ---------------------------------------------------------------- --keep_answerless_windows
+
+
+def _windowed_records() -> list[dict]:
+    """Long contexts in 64-token windows: most windows of every question hold no answer."""
+    records = [make_record(f"a{i}", LONG_CONTEXT, f"Which code is item {i}?", f"F{(i * 7) % 60:03d}") for i in range(8)]
+    records += [make_record(f"u{i}", LONG_CONTEXT, f"Which code is part {i}?", None, is_impossible=True) for i in range(6)]
+    return records
+
+
+def _keep_features(tmp_path, records, probability: float, seed: int = 42):
+    path = write_flat(tmp_path / "train.json", records)
+    args = data_args(train_file=str(path), version_2_with_negative=True, keep_answerless_windows=probability)
+    pre = Preprocess(args, _tokenizer(), seed=seed)
+    examples = pre.load(["train"])["train"]
+    return pre.train_features(examples), pre
+
+
+def _rows(features) -> list[tuple]:
+    """(question, input_ids, start, end) per window; the question tokens tell its example."""
+    sep = _tokenizer().sep_token_id
+    return [
+        (tuple(ids[1 : ids.index(sep)]), tuple(ids), start, end)
+        for ids, start, end in zip(features["input_ids"], features["start_positions"], features["end_positions"])
+    ]
+
+
+def test_keep_answerless_windows_keeps_answers_and_one_window_per_unanswerable(tmp_path):
+    records = _windowed_records()
+    full, full_pre = _keep_features(tmp_path, records, 1.0)
+    thin, thin_pre = _keep_features(tmp_path, records, 0.1)
+    full_rows, thin_rows = _rows(full), _rows(thin)
+    answer_rows = [r for r in full_rows if r[2] != 0]
+    assert answer_rows and [r for r in thin_rows if r[2] != 0] == answer_rows
+    assert set(thin_rows) <= set(full_rows) and len(thin_rows) < len(full_rows) / 3
+    questions = {r[0] for r in full_rows}
+    assert len(questions) == len(records) and {r[0] for r in thin_rows} >= {r[0] for r in answer_rows}
+    unanswerable = {r[0] for r in full_rows if all(o[2] == 0 for o in full_rows if o[0] == r[0])}
+    assert len(unanswerable) == 6 and unanswerable <= {r[0] for r in thin_rows}  # >= 1 window each
+
+    full_counts, thin_counts = full_pre.reports["train"].counts(), thin_pre.reports["train"].counts()
+    assert full_counts["windows"] == full_counts["windows_kept"] == thin_counts["windows"] == len(full_rows)
+    assert thin_counts["windows_kept"] == len(thin_rows)
+    assert thin_counts["answer_windows"] == full_counts["answer_windows"] == len(answer_rows)
+    assert thin_counts["answerless_windows"] == len(full_rows) - len(answer_rows)
+    assert thin_counts["answerless_windows_kept"] == len(thin_rows) - len(answer_rows)
+
+
+def test_keep_answerless_windows_is_seeded_and_independent_of_batches(tmp_path):
+    records = _windowed_records()
+    first, _ = _keep_features(tmp_path, records, 0.3, seed=1)
+    again, _ = _keep_features(tmp_path, records, 0.3, seed=1)
+    other, _ = _keep_features(tmp_path, records, 0.3, seed=2)
+    assert _rows(first) == _rows(again)
+    assert _rows(first) != _rows(other)
+    # Tokenizing the examples in two separate halves selects the very same windows.
+    split = []
+    for part in (records[:5], records[5:]):
+        features, _ = _keep_features(tmp_path, part, 0.3, seed=1)
+        split += _rows(features)
+    assert split == _rows(first)
+
+
+def test_keep_all_windows_gives_todays_features(tmp_path):
+    records = _windowed_records()
+    features, pre = _keep_features(tmp_path, records, 1.0)
+    assert set(features.column_names) == {"input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions"}
+    evaluation = pre.eval_features(pre.load(["train"])["train"])
+    assert features["input_ids"] == evaluation["input_ids"]  # every window, in order
+
+
+@pytest.mark.parametrize("probability", [0.0, -0.5, 1.5])
+def test_invalid_keep_answerless_windows_is_a_config_error(probability):
+    from args import ConfigError
+
+    with pytest.raises(ConfigError, match=r"keep_answerless_windows must be within \(0, 1\]"):
+        data_args(keep_answerless_windows=probability)
+
+
+def test_check_shows_what_keep_answerless_windows_leaves(tmp_path, capsys):
+    from conftest import minilm_path
+    from preprocess import main as check_main
+
+    path = write_flat(tmp_path / "train.json", _windowed_records())
+    report = tmp_path / "report.json"
+    common = ["--check", str(path), "--tokenizer", str(minilm_path()), "--max_seq_length", "64", "--doc_stride", "16",
+              "--version_2_with_negative", "--output_file", str(report)]  # fmt: skip
+    assert check_main(common) == 0
+    everything = json.loads(report.read_text())[str(path)]["counts"]
+    assert check_main(common + ["--keep_answerless_windows", "0.1"]) == 0
+    thinned = json.loads(report.read_text())[str(path)]["counts"]
+    assert everything["windows_kept"] == everything["windows"] == thinned["windows"] > thinned["windows_kept"]
+    assert thinned["answer_windows"] == everything["answer_windows"]
+    assert f"windows_kept                 {thinned['windows_kept']}" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- answer lengths, max_answer_length auto
+
+KNOWN_LENGTHS = [2] * 95 + [10] * 4 + [40]  # 99th percentile (linear) = 10 + 0.01 * 30 = 10.3 -> 11
+
+
+def _length_records() -> list[dict]:
+    records = []
+    for i, length in enumerate(KNOWN_LENGTHS):
+        answer = " ".join(["red"] * length)
+        context = f"Valve {i} is painted {answer} today."
+        records.append(make_record(f"r{i}", context, f"Which colour has valve {i}?", answer))
+    return records
+
+
+def test_answer_token_lengths_are_the_labelled_spans(tmp_path):
+    path = write_flat(tmp_path / "train.json", _length_records())
+    pre = Preprocess(data_args(train_file=str(path), max_seq_length=128, doc_stride=32), _tokenizer())
+    examples = pre.load(["train"])["train"]
+    lengths = pre.answer_lengths(examples)
+    assert lengths.tolist() == KNOWN_LENGTHS
+    features = pre.train_features(examples)  # one window per record here
+    assert [e - s + 1 for s, e in zip(features["start_positions"], features["end_positions"])] == KNOWN_LENGTHS
+    assert pre.auto_max_answer_length(examples) == 11
+
+
+def test_max_answer_length_auto_needs_training_data_and_answers(tmp_path):
+    from args import ConfigError
+
+    with pytest.raises(ConfigError, match="max_answer_length auto .* pass a number"):
+        DataTrainingArguments(validation_file="dev.json", max_answer_length="auto")
+    with pytest.raises(ConfigError, match="whole number of tokens or 'auto'"):
+        data_args(max_answer_length="long")
+    assert data_args(max_answer_length="auto").max_answer_length == "auto"
+    assert data_args(max_answer_length="50").max_answer_length == 50 == data_args(max_answer_length=50).max_answer_length
+    path = write_flat(tmp_path / "train.json", [make_record("u", "Alpha.", "Q?", None, is_impossible=True)])
+    pre = Preprocess(data_args(train_file=str(path), max_answer_length="auto"), _tokenizer())
+    with pytest.raises(DataError, match="train.json: max_answer_length auto needs answerable training questions"):
+        pre.auto_max_answer_length(pre.load(["train"])["train"])
+
+
+def test_check_reports_answer_lengths_and_warns_when_max_answer_length_cuts(tmp_path, capsys, caplog):
+    from conftest import minilm_path
+    from preprocess import main as check_main
+
+    path = write_flat(tmp_path / "train.json", _length_records())
+    report = tmp_path / "report.json"
+    common = ["--check", str(path), "--tokenizer", str(minilm_path()), "--max_seq_length", "128", "--doc_stride", "32",
+              "--output_file", str(report)]  # fmt: skip
+    assert check_main(common + ["--max_answer_length", "5"]) == 0
+    result = json.loads(report.read_text())[str(path)]
+    tokens = result["answer_tokens"]
+    assert (tokens["answers"], tokens["min"], tokens["median"], tokens["max"]) == (100, 2, 2.0, 40)
+    assert tokens["p99"] == pytest.approx(10.3) and tokens["cut"] == 5 and tokens["cut_fraction"] == 0.05
+    assert len(result["warnings"]) == 1 and "would cut 5 of 100 training answers (5.0%" in result["warnings"][0]
+    assert "the 99th percentile is 11 tokens" in caplog.text
+    out = capsys.readouterr().out
+    assert "min 2, median 2, p90 2, p95 2.4, p99 10.3, max 40 (100 answers)" in out and "cuts 5 answers (5.00%)" in out
+    assert check_main(common + ["--max_answer_length", "auto"]) == 0  # 11 cuts only the 40: exactly 1%, no warning
+    result = json.loads(report.read_text())[str(path)]
+    assert result["answer_tokens"]["max_answer_length"] == 11 and result["answer_tokens"]["cut"] == 1
+    assert result["warnings"] == []

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from conftest import ROOT, make_record, write_flat
 
@@ -42,8 +43,11 @@ def test_train_eval_predict_writes_loadable_outputs(tiny_model_dir, small_datase
                  "eval_predictions.json", "eval_nbest_predictions.json", "predict_predictions.json"):
         assert (out / name).is_file(), name
     results = json.loads((out / "all_results.json").read_text())
-    for key in ("train_loss", "eval_exact_match", "eval_f1", "predict_f1", "train_kept", "validation_repaired_spans"):
+    for key in ("train_loss", "eval_exact_match", "eval_f1", "predict_f1", "train_kept", "validation_repaired_spans",
+                "train_windows", "train_windows_kept", "train_answer_windows", "validation_windows"):
         assert key in results, key
+    data_report = json.loads((out / "data_report.json").read_text())
+    assert data_report["train"]["counts"]["windows_kept"] == results["train_windows_kept"] == 12  # one window each
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert any("eval_f1" in entry for entry in state["log_history"])
@@ -107,6 +111,11 @@ def test_version_2_scores_and_best_model_on_f1(tiny_model_dir, tmp_path):
     assert len(null_odds) == 16
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["best_metric"] is not None and state["best_model_checkpoint"]
+    # The threshold that scored best on validation is saved for qa_predict.py and the model card.
+    settings = json.loads((out / "qa_settings.json").read_text())
+    assert settings["null_score_diff_threshold"] == metrics["eval_best_f1_thresh"]
+    assert settings["version_2_with_negative"] is True and settings["max_seq_length"] == 64
+    assert "eval_best_f1_thresh" in settings["threshold_source"]
 
 
 def test_stage_flags_need_their_files(tiny_model_dir, small_dataset, tmp_path):
@@ -115,12 +124,24 @@ def test_stage_flags_need_their_files(tiny_model_dir, small_dataset, tmp_path):
     assert "--do_train needs --train_file" in output and "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_real_minilm_few_steps(base_model_path, small_dataset, tmp_path):
     out = tmp_path / "minilm"
     run_qa(*common_args(base_model_path, small_dataset, out), "--max_steps", 2, "--learning_rate", 5e-5)
     results = json.loads((out / "all_results.json").read_text())
     assert {"eval_exact_match", "eval_f1", "predict_exact_match", "predict_f1"} <= set(results)
-    assert 0.0 <= results["eval_f1"] <= 100.0
+    # The reported scores are those of the written predictions against the files' gold answers.
+    from squad_metrics import squad_v1_scores
+    from preprocess import read_records
+
+    for prefix, split in (("eval", "validation"), ("predict", "test")):
+        records = read_records(small_dataset[split])
+        predictions = json.loads((out / f"{prefix}_predictions.json").read_text())
+        contexts = {r["id"]: r["context"] for r in records}
+        assert set(predictions) == set(contexts) and all(p in contexts[q] for q, p in predictions.items())
+        expected = squad_v1_scores(predictions, {r["id"]: r["answers"]["text"] for r in records})
+        assert results[f"{prefix}_f1"] == pytest.approx(expected["f1"])
+        assert results[f"{prefix}_exact_match"] == pytest.approx(expected["exact_match"])
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["BertForQuestionAnswering"] and config["hidden_size"] == 384
 
@@ -145,3 +166,96 @@ def test_gpu_fast_path_options_also_run_on_cpu(tiny_model_dir, small_dataset, tm
     run_args = json.loads((out / "run_args.json").read_text())
     training = next(group for group in run_args.values() if "optim" in group)
     assert training["bf16"] is True and training["optim"] == "adamw_torch_fused"
+
+
+SECRETS = ("hf_modelTokenSecret123", "hf_hubTokenSecret456")
+
+
+def test_secrets_never_reach_disk_and_our_model_card_is_pushed(tiny_model_dir, small_dataset, tmp_path, monkeypatch,
+                                                               capfd):
+    """--token / --hub_token stay out of every file in output_dir and of the logs; the push uploads our card."""
+    from concurrent.futures import Future
+
+    import transformers.trainer
+
+    import run_qa as run_qa_module
+
+    uploads = []
+
+    class OfflineHub:
+        def create_repo(self, repo_id, **kwargs):
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, folder_path, **kwargs):
+            readme = Path(folder_path, "README.md")
+            uploads.append(readme.read_text(encoding="utf-8") if readme.is_file() else None)
+            done = Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: OfflineHub())
+    out = tmp_path / "run"
+    argv = [*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 2, "--save_steps", 1, "--token",
+            SECRETS[0], "--hub_token", SECRETS[1], "--push_to_hub", "--hub_model_id", "someone/qa"]
+    code = run_qa_module.main([str(arg) for arg in argv])
+    assert code == 0
+    logs = capfd.readouterr()
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == "training_args.bin" for path in files) and any("checkpoint-" in str(p) for p in files)
+    for path in files:
+        content = path.read_bytes()
+        assert not any(secret.encode() in content for secret in SECRETS), path
+    assert not any(secret in logs.out + logs.err for secret in SECRETS)
+    run_args = json.loads((out / "run_args.json").read_text())
+    assert run_args["ModelArguments"]["token"] == "<redacted>"
+    # The final push (after evaluation) uploads the card report.py wrote, with the eval results in it.
+    assert uploads and uploads[-1] == (out / "README.md").read_text(encoding="utf-8")
+    assert "qa_predict.py" in uploads[-1] and "eval_f1" in uploads[-1]
+
+
+def test_only_unanswerable_or_only_answerable_evaluation(tiny_model_dir, tmp_path):
+    """Best-model selection on eval_f1 works with one-sided evaluation data; a metric of an empty subset is refused early."""
+    def records(answerable: bool) -> list[dict]:
+        rows = []
+        for i in range(6):
+            context = f"Unit {i} runs at {100 + i} rpm."
+            if answerable:
+                rows.append(make_record(f"a{i}", context, f"How fast does unit {i} run?", f"{100 + i} rpm"))
+            else:
+                rows.append(make_record(f"n{i}", context, "Who built the unit?", None, is_impossible=True))
+        return rows
+
+    train = write_flat(tmp_path / "train.json", records(True) + records(False))
+    for answerable, missing_metric in ((False, "eval_HasAns_f1"), (True, "eval_NoAns_f1")):
+        validation = write_flat(tmp_path / f"validation-{answerable}.json", records(answerable))
+        data = {"train": train, "validation": validation, "test": validation}
+        out = tmp_path / f"run-{answerable}"
+        run_qa(*common_args(tiny_model_dir, data, out), "--version_2_with_negative", "--max_steps", 2,
+               "--eval_strategy", "steps", "--eval_steps", 1, "--save_steps", 1, "--load_best_model_at_end",
+               "--metric_for_best_model", "eval_f1")
+        assert json.loads((out / "trainer_state.json").read_text())["best_metric"] is not None
+        output = run_qa(*common_args(tiny_model_dir, data, tmp_path / f"refused-{answerable}"),
+                        "--version_2_with_negative", "--max_steps", 2, "--eval_strategy", "steps", "--eval_steps", 1,
+                        "--save_steps", 1, "--load_best_model_at_end", "--metric_for_best_model", missing_metric,
+                        expect=2)
+        assert f"metric_for_best_model='{missing_metric}'" in output and "Traceback" not in output
+        assert not (tmp_path / f"refused-{answerable}" / "checkpoint-1").exists()
+
+
+def test_max_answer_length_auto_is_resolved_before_run_args_are_written(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "auto"
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 1, "--max_answer_length", "auto",
+                    "--keep_answerless_windows", 0.5)  # fmt: skip
+    # small_dataset answers: "<n> bar" / "<n> Nm" / "<n> rpm" are 2 tokens each.
+    assert "max_answer_length auto -> 2 (99th percentile of 12 training answers)" in output
+    run_args = json.loads((out / "run_args.json").read_text())
+    assert run_args["DataTrainingArguments"]["max_answer_length"] == 2
+    assert run_args["DataTrainingArguments"]["keep_answerless_windows"] == 0.5
+    card = (out / "README.md").read_text()
+    assert "| `max_answer_length` | 2 |" in card and "| `keep_answerless_windows` | 0.5 |" in card
+
+
+def test_max_answer_length_auto_without_training_is_an_error(tiny_model_dir, small_dataset, tmp_path):
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, tmp_path / "x"), "--do_eval", "--max_answer_length", "auto",
+                    expect=2)  # fmt: skip
+    assert "max_answer_length auto is taken from the training data, but this run does not train: pass a number" in output

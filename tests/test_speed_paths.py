@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 import qa_predict
-from args import DataTrainingArguments, ModelArguments
+from args import DataTrainingArguments
 from conftest import make_record, write_flat
 from preprocess import Preprocess
 from process import LengthGroupedBatches, longest_first, quantize_int8, window_lengths
@@ -33,7 +33,7 @@ def eval_features(tokenizer, records, pad_to_max_length: bool):
     data_args = DataTrainingArguments(
         validation_file="inline", max_seq_length=64, doc_stride=16, pad_to_max_length=pad_to_max_length
     )
-    preprocess = Preprocess(data_args, tokenizer, ModelArguments(model_name_or_path="tiny"))
+    preprocess = Preprocess(data_args, tokenizer)
     examples = preprocess.check_records("validation", "inline", records)
     return examples, preprocess.eval_features(examples)
 
@@ -144,3 +144,20 @@ def test_trainer_uses_random_order_length_groups(tiny_model, tmp_path):
                                  report_to="none", use_cpu=True)
         trainer = QATrainer(model=tiny_model, args=args, train_dataset=features, post_process=PostProcess())
         assert isinstance(trainer._get_train_sampler(), expected)
+
+
+def test_compiled_models_get_few_padded_shapes(tokenizer):
+    """--torch_compile pads batches to multiples of 64: at 384 tokens 6 shapes, not 48, so few recompiles."""
+    from types import SimpleNamespace
+
+    from process import Process
+
+    lengths = range(1, 385)
+    for compile_, multiple, shapes in ((False, 8, 48), (True, 64, 6)):
+        process = Process.__new__(Process)
+        process.tokenizer = tokenizer
+        process.pad_to_max_length = False
+        process.training_args = SimpleNamespace(torch_compile=compile_)
+        collator = process._collator()
+        padded = {collator([{"input_ids": [1] * n}])["input_ids"].shape[1] for n in lengths}
+        assert padded == {multiple * k for k in range(1, shapes + 1)}
