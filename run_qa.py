@@ -144,7 +144,7 @@ RESUME_SENSITIVE = {
         "train_file", "max_train_samples", "keep_answerless_windows",
     ),
     "LoraArguments": ("use_lora", "lora_r", "lora_alpha", "lora_target_modules", "lora_bias"),
-    "QATrainingArguments": ("seed", "data_seed"),
+    "QATrainingArguments": ("seed", "data_seed", "train_sampling_strategy"),
     "Run": ("train_file_sha256", "samples_per_optimizer_step"),
 }  # fmt: skip
 

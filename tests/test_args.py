@@ -104,3 +104,12 @@ def test_keep_answerless_windows_option(tmp_path):
     assert parse_args([write_config(tmp_path, keep_answerless_windows=0.1)])[1].keep_answerless_windows == 0.1
     with pytest.raises(ConfigError, match="keep_answerless_windows"):
         parse_args([write_config(tmp_path), "--keep_answerless_windows", "0"])
+
+
+def test_length_grouped_training_batches_are_the_default_and_can_be_turned_off():
+    from args import parse_args
+
+    *_, training = parse_args(["--train_file", "t.json", "--output_dir", "/tmp/x"])
+    assert training.train_sampling_strategy == "group_by_length"
+    *_, training = parse_args(["--train_file", "t.json", "--output_dir", "/tmp/x", "--train_sampling_strategy", "random"])
+    assert training.train_sampling_strategy == "random"
