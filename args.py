@@ -265,12 +265,6 @@ def _unknown(names: list[str], where: str) -> ConfigError:
     return ConfigError(f"Unknown argument(s) in {where}: {', '.join(lines)}. See `python run_qa.py -h`.")
 
 
-# TrainingArguments whose default differs here (a JSON file or flag still overrides it).
-# group_by_length: process.LengthGroupedBatches, measured in bench/README.md: about 2x the
-# training throughput of random batches at the same eval F1 (median of 3 seeds within 0.5).
-PIPELINE_DEFAULTS = {"train_sampling_strategy": "group_by_length"}
-
-
 def multi_process_cpu_defaults() -> dict:
     """Several processes without a GPU (torchrun / accelerate launch on CPU) need use_cpu.
 
@@ -289,7 +283,7 @@ def parse_args(argv: list[str] | None = None):
     """Parse `[config.json] [--flag value ...]`; flags override the JSON file."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    parser.set_defaults(**PIPELINE_DEFAULTS, **multi_process_cpu_defaults())
+    parser.set_defaults(**multi_process_cpu_defaults())
     if argv and argv[0].endswith(".json"):
         config_path = Path(argv.pop(0))
         if not config_path.is_file():

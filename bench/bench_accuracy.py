@@ -49,9 +49,7 @@ VARIANTS = {
     "base": [],
     "full": ["--learning_rate", "2e-4"],
     "lora": ["--use_lora", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "1e-3"],
-    # Since 2026-12-01 "full" trains on length-grouped batches (the default); the rows of
-    # 2026-11-24 used random batches, which this variant (not run by default) restores.
-    "full_random": ["--learning_rate", "2e-4", "--train_sampling_strategy", "random"],
+    # Not run by default: full fine-tuning with length-grouped batches (process.LengthGroupedBatches).
     "full_grouped": ["--learning_rate", "2e-4", "--train_sampling_strategy", "group_by_length"],
 }
 DEFAULT_VARIANTS = ["base", "full", "lora"]
