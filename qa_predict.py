@@ -31,15 +31,7 @@ from args import ConfigError, DataTrainingArguments, ModelArguments
 from postprocess import PostProcess
 from preprocess import DataError, Preprocess, read_records
 from process import load_model, load_tokenizer, quantize_int8
-from qa_settings import (  # noqa: F401 (the settings helpers are public here too)
-    DECODING_SETTINGS,
-    QA_SETTINGS_FILE,
-    RUN_ARGS_FILE,
-    decoding_settings,
-    describe_settings,
-    read_qa_settings,
-    read_run_args_settings,
-)
+from qa_settings import DECODING_SETTINGS, decoding_settings, describe_settings
 
 logger = logging.getLogger("qa_predict")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
