@@ -1,0 +1,112 @@
+"""bench/bench_accuracy.py: the general-QA data never holds an evaluated article, and each variant runs what it says.
+
+Uses small fake SQuAD files in place of ../shared/data, and a stand-in for run_qa.py that records the command.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import bench_accuracy
+
+
+def _article(title: str, contexts: dict[str, list[tuple[str, bool]]]) -> dict:
+    """contexts: context -> [(question, answerable)]; answers are the context's first word."""
+    paragraphs = []
+    for context, questions in contexts.items():
+        qas = []
+        for number, (question, answerable) in enumerate(questions):
+            answers = [{"text": context.split()[0], "answer_start": 0}] if answerable else []
+            qas.append({"id": f"{title}-{len(paragraphs)}-{number}", "question": question, "answers": answers,
+                        "is_impossible": not answerable})
+        paragraphs.append({"context": context, "qas": qas})
+    return {"title": title, "paragraphs": paragraphs}
+
+
+@pytest.fixture
+def fake_shared(tmp_path, monkeypatch):
+    shared, work = tmp_path / "shared", tmp_path / "work"
+    shared.mkdir()
+    # v1: A B C train, D E evaluated (split 3). v2: A C train, B evaluated (split 2): B is in v1's train side.
+    v1 = [_article(t, {f"{t} one.": [(f"q1 {t}", True)], f"{t} two.": [(f"q2 {t}", True)]}) for t in "ABCDE"]
+    v2 = [
+        _article("A", {"A one.": [("q1 A", True), ("new A", False)], "A three.": [("only v2", False)]}),
+        _article("C", {"C two.": [("q2 C", True)]}),
+        _article("B", {"B one.": [("q1 B", True), ("new B", False)]}),
+    ]
+    for name, data in (("v1.json", v1), ("v2.json", v2), ("covid-train.json", v1[:1]), ("covid-dev.json", v1[1:2])):
+        (shared / name).write_text(json.dumps({"version": "x", "data": data}), encoding="utf-8")
+    base = tmp_path / "base-model"
+    base.mkdir()
+    (base / "config.json").write_text("{}", encoding="utf-8")
+    recipes = {
+        **bench_accuracy.RECIPES,
+        "squad": {**bench_accuracy.RECIPES["squad"], "file": "v1.json", "split": 3},
+        "squad_v2": {**bench_accuracy.RECIPES["squad_v2"], "file": "v2.json", "split": 2},
+        "covid_qa": {**bench_accuracy.RECIPES["covid_qa"], "file": "covid-train.json", "eval_file": "covid-dev.json"},
+    }
+    monkeypatch.setattr(bench_accuracy, "BASE_MODEL", base)
+    monkeypatch.setattr(bench_accuracy, "publish", lambda result, name: None)
+    monkeypatch.setattr(bench_accuracy, "SHARED", shared)
+    monkeypatch.setattr(bench_accuracy, "WORK", work)
+    monkeypatch.setattr(bench_accuracy, "RECIPES", recipes)
+    return shared, work
+
+
+def test_general_data_leaves_out_every_evaluated_article_and_repeated_questions(fake_shared):
+    assert bench_accuracy.held_out_titles() == {"B", "D", "E"}
+    data = json.loads(bench_accuracy.prepare_general().read_text(encoding="utf-8"))["data"]
+    assert [article["title"] for article in data] == ["A", "C"]
+    questions = {
+        (article["title"], paragraph["context"], qa["question"]): qa["is_impossible"]
+        for article in data for paragraph in article["paragraphs"] for qa in paragraph["qas"]
+    }
+    total = sum(len(p["qas"]) for a in data for p in a["paragraphs"])
+    assert total == len(questions)  # "q1 A" and "q2 C" are in both files: kept once
+    assert questions == {
+        ("A", "A one.", "q1 A"): False, ("A", "A one.", "new A"): True, ("A", "A two.", "q2 A"): False,
+        ("A", "A three.", "only v2"): True, ("C", "C one.", "q1 C"): False, ("C", "C two.", "q2 C"): False,
+    }
+
+
+def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
+    _, work = fake_shared
+    commands = {}
+
+    def fake_run(label, command):
+        commands[label] = command
+        output_dir = command[command.index("--output_dir") + 1]
+        (work / output_dir).mkdir(parents=True, exist_ok=True)  # output_dir is absolute, under work
+        (work / output_dir / "all_results.json").write_text(json.dumps({"eval_f1": 1.0}), encoding="utf-8")
+        return 0.0
+
+    monkeypatch.setattr(bench_accuracy, "_run_logged", fake_run)
+    bench_accuracy.main(["--recipe", "covid_qa", "squad", "--variants", "base", "general", "full_sub",
+                                "warm", "--subsample", "0.05", "--steps", "7"])
+    general = str(work / "general-qa")
+    assert set(commands) == {"general-qa", "covid_qa-base", "covid_qa-general", "covid_qa-full_sub",
+                             "covid_qa-warm", "squad-base", "squad-general", "squad-full_sub"}  # no squad-warm: stage one holds its data
+
+    def flag(label, name):
+        command = commands[label]
+        return command[command.index(name) + 1] if name in command else None
+
+    assert "--version_2_with_negative" in commands["general-qa"]
+    assert flag("general-qa", "--model_name_or_path") == str(bench_accuracy.BASE_MODEL)
+    assert flag("covid_qa-general", "--model_name_or_path") == general
+    assert flag("covid_qa-warm", "--model_name_or_path") == general
+    assert flag("covid_qa-full_sub", "--model_name_or_path") == str(bench_accuracy.BASE_MODEL)
+    assert flag("covid_qa-full_sub", "--keep_answerless_windows") == "0.05"
+    assert flag("covid_qa-warm", "--keep_answerless_windows") is None
+    for label in ("covid_qa-base", "covid_qa-general", "squad-general"):
+        assert "--do_train" not in commands[label] and flag(label, "--max_answer_length") is None
+    for label in ("covid_qa-full_sub", "covid_qa-warm"):
+        assert flag(label, "--max_steps") == "7" and flag(label, "--max_answer_length") == "auto"
+    assert all("--bf16" not in command for command in commands.values())
+    # The cached general-QA model is reused: a second run trains no stage one; --bf16 reaches run_qa.py.
+    commands.clear()
+    bench_accuracy.main(["--recipe", "covid_qa", "--variants", "general", "--bf16"])
+    assert set(commands) == {"covid_qa-general"}
+    assert "--bf16" in commands["covid_qa-general"]
