@@ -132,11 +132,13 @@ def prepare_general() -> Path:
     for article in v2:
         if article["title"] not in articles:
             continue
-        by_context = {p["context"]: p for p in articles[article["title"]]["paragraphs"]}
+        paragraphs = articles[article["title"]]["paragraphs"]
+        by_context = {p["context"]: p for p in paragraphs}
         for paragraph in article["paragraphs"]:
-            target = by_context.setdefault(paragraph["context"], {"context": paragraph["context"], "qas": []})
-            if target not in articles[article["title"]]["paragraphs"]:
-                articles[article["title"]]["paragraphs"].append(target)
+            target = by_context.get(paragraph["context"])
+            if target is None:
+                target = by_context[paragraph["context"]] = {"context": paragraph["context"], "qas": []}
+                paragraphs.append(target)
             target["qas"] += [q for q in paragraph["qas"] if (paragraph["context"], q["question"]) not in seen]
     path = WORK / "data" / "general-train.json"
     path.parent.mkdir(parents=True, exist_ok=True)
