@@ -16,6 +16,13 @@ def machine(**extra) -> dict:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"), **extra}
 
 
+def bf16_flags() -> list[str]:
+    """run_qa.py flags for bfloat16 autocast; transformers wants --use_cpu with them on a machine without a GPU."""
+    import torch
+
+    return ["--bf16"] if torch.cuda.is_available() else ["--bf16", "--use_cpu"]
+
+
 def publish(result: dict, name: str) -> Path:
     """Print the result as JSON on stdout and keep a copy as bench/results/<name>-<time>.json."""
     text = json.dumps(result, indent=2)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import RESULTS, machine, publish  # noqa: E402
+from bench import RESULTS, bf16_flags, machine, publish  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 WORK = RESULTS / "accuracy"
@@ -72,7 +72,7 @@ DEFAULT_VARIANTS = ["base", "general", "full", "warm", "warm_lora"]
 # The SQuAD recipes' training sides are inside the general-QA data, so only its zero-shot row is new there.
 GENERAL_ONLY_RECIPES = {"squad", "squad_v2"}
 GENERAL = {
-    "steps": 500, "batch": 16, "learning_rate": "2e-4",
+    "steps": 1000, "batch": 16, "learning_rate": "2e-4",
     "about": "SQuAD v1.1 dev articles outside every SQuAD evaluation side (39 articles) plus the v2.0-half "
              "unanswerable questions on them, SQuAD v2.0 mode",
 }
@@ -100,12 +100,7 @@ def prepare(name: str) -> tuple[Path, Path]:
 
 
 def precision_flags(options) -> list[str]:
-    """--bf16 for run_qa.py; transformers wants --use_cpu with it on a machine without an accelerator."""
-    if not options.bf16:
-        return []
-    import torch
-
-    return ["--bf16"] if torch.cuda.is_available() else ["--bf16", "--use_cpu"]
+    return bf16_flags() if options.bf16 else []
 
 
 def held_out_titles() -> set[str]:
@@ -146,10 +141,29 @@ def prepare_general() -> Path:
     return path
 
 
+def general_settings(output_dir: Path) -> dict:
+    """How the cached general-QA model was trained, read back from its run_args.json."""
+    training = json.loads((output_dir / "run_args.json").read_text(encoding="utf-8"))["QATrainingArguments"]
+    return {
+        "steps": training["max_steps"], "batch": training["per_device_train_batch_size"],
+        "learning_rate": training["learning_rate"], "precision": "bf16" if training.get("bf16") else "fp32",
+    }
+
+
 def build_general(options) -> Path:
-    """Train the general-QA model once (v2 mode, evaluated on the squad_v2 recipe's held-out side); reuse it after."""
+    """Train the general-QA model once (v2 mode, evaluated on the squad_v2 recipe's held-out side); reuse it after.
+
+    A cached model is reused as it is, unless --general_steps asks for another length: then the
+    bench stops rather than mixing rows from two different stage ones.
+    """
     output_dir = WORK / "general-qa"
     if (output_dir / "all_results.json").is_file() and not options.rebuild_general:
+        cached = general_settings(output_dir)
+        if options.general_steps and options.general_steps != cached["steps"]:
+            raise SystemExit(
+                f"{output_dir} holds a general-QA model of {cached['steps']} steps, not the {options.general_steps} "
+                "asked for: pass --rebuild_general to train it again, or leave out --general_steps to reuse it."
+            )
         return output_dir
     _, v2_eval = prepare("squad_v2")
     steps = options.general_steps or GENERAL["steps"]
@@ -300,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                  + ("bf16 autocast" if options.bf16 else "fp32"),
         "recipes": {name: RECIPES[name]["about"] for name in options.recipe},
         "variants": {name: _describe(name, options) for name in options.variants},
-        "general_qa": {**GENERAL, "steps": options.general_steps or GENERAL["steps"]}
+        "general_qa": {"about": GENERAL["about"], **general_settings(WORK / "general-qa")}
         if any(VARIANTS[name]["start"] == "general" for name in options.variants) else None,
         "runs": rows,
         "table": table,

@@ -1,6 +1,7 @@
-"""Training throughput: pad-to-max + random batches vs dynamic padding (random or length-grouped batches).
+"""Training throughput: pad-to-max + random batches vs dynamic padding (random or length-grouped batches, fp32 or bf16).
 
     python bench/bench_training.py [--steps 40] [--reps 2] [--quick]
+    python bench/bench_training.py --arms dynamic_random dynamic_random_bf16    # bf16 autocast vs fp32
 
 Every arm trains the offline MiniLM with run_qa.py for the same number of optimizer steps on
 PolicyQA (../shared/data/policyqa-dev.json split by article: 16 to train, 4 to evaluate),
@@ -8,7 +9,9 @@ max_seq_length=384; the arms run alternately (A B C C B A ...). Repetition r use
 in every arm, so the eval-F1 medians are over seeds: F1 after a few steps moves by points
 with the seed (and with dropout masks, whose shape follows the padding). Throughput is the
 Trainer's train_samples_per_second (features/s, training only). Length-grouped batches are
-process.LengthGroupedBatches. Prints one JSON object; saves it under bench/results/.
+process.LengthGroupedBatches. dynamic_random_bf16 (not run by default) is dynamic_random under
+bfloat16 autocast (--bf16, plus --use_cpu where there is no GPU). Prints one JSON object; saves
+it under bench/results/.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import RESULTS, machine, publish  # noqa: E402
+from bench import RESULTS, bf16_flags, machine, publish  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "policyqa-dev.json"
 BASE_MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
@@ -33,7 +36,10 @@ ARMS = {
     "pad_to_max_random": ["--pad_to_max_length", "--train_sampling_strategy", "random"],
     "dynamic_random": ["--train_sampling_strategy", "random"],
     "dynamic_length_grouped": ["--train_sampling_strategy", "group_by_length"],
+    "dynamic_random_bf16": ["--train_sampling_strategy", "random"],  # + bf16_flags()
 }
+BF16_ARMS = {"dynamic_random_bf16"}
+DEFAULT_ARMS = ["pad_to_max_random", "dynamic_random", "dynamic_length_grouped"]
 
 
 def split_by_article(train_articles: int = 16) -> tuple[Path, Path]:
@@ -58,6 +64,7 @@ def run_arm(name: str, train: Path, dev: Path, steps: int, rep: int, max_eval: i
         "--per_device_eval_batch_size", "64", "--learning_rate", "2e-4", "--warmup_steps", "5",
         "--max_seq_length", "384", "--doc_stride", "128", "--save_strategy", "no", "--report_to", "none",
         "--seed", str(42 + rep), "--disable_tqdm", "true", *ARMS[name],
+        *(bf16_flags() if name in BF16_ARMS else []),
     ]
     if max_eval:
         command += ["--max_eval_samples", str(max_eval)]
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10 steps, 1 rep, 200 eval questions")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS,
                         help="arms to run (ratios are against the first one given)")
     options = parser.parse_args(argv)
     if not DATA.is_file():

@@ -71,6 +71,10 @@ def test_general_data_leaves_out_every_evaluated_article_and_repeated_questions(
     }
 
 
+def flag_in(command: list[str], name: str) -> str | None:
+    return command[command.index(name) + 1] if name in command else None
+
+
 def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
     _, work = fake_shared
     commands = {}
@@ -80,6 +84,9 @@ def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
         output_dir = command[command.index("--output_dir") + 1]
         (work / output_dir).mkdir(parents=True, exist_ok=True)  # output_dir is absolute, under work
         (work / output_dir / "all_results.json").write_text(json.dumps({"eval_f1": 1.0}), encoding="utf-8")
+        training = {"max_steps": int(flag_in(command, "--max_steps") or -1), "per_device_train_batch_size": 16,
+                    "learning_rate": 2e-4, "bf16": "--bf16" in command}
+        (work / output_dir / "run_args.json").write_text(json.dumps({"QATrainingArguments": training}), encoding="utf-8")
         return 0.0
 
     monkeypatch.setattr(bench_accuracy, "_run_logged", fake_run)
@@ -110,3 +117,10 @@ def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
     bench_accuracy.main(["--recipe", "covid_qa", "--variants", "general", "--bf16"])
     assert set(commands) == {"covid_qa-general"}
     assert "--bf16" in commands["covid_qa-general"]
+
+    # Asking for another stage-one length than the cached one stops instead of mixing two stage ones.
+    with pytest.raises(SystemExit, match="holds a general-QA model of 1000 steps, not the 300 asked for"):
+        bench_accuracy.main(["--recipe", "covid_qa", "--variants", "general", "--general_steps", "300"])
+    assert set(commands) == {"covid_qa-general"}
+    assert bench_accuracy.general_settings(work / "general-qa") == {
+        "steps": 1000, "batch": 16, "learning_rate": 2e-4, "precision": "fp32"}
