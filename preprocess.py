@@ -22,7 +22,15 @@ from datasets import Dataset
 from args import DEFAULT_SEED, SPLIT_FILE_ARG
 from data_check import RecordChecker, SplitReport
 from data_files import DataError, read_records
-from windows import ANSWER_LENGTH_PERCENTILE, WINDOW_COLUMN, Windower, answer_length_summary, answer_token_lengths, length_percentile
+from windows import (
+    ANSWER_LENGTH_PERCENTILE,
+    WINDOW_COLUMN,
+    Windower,
+    answer_length_summary,
+    answer_token_lengths,
+    answerless_window_advice,
+    length_percentile,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +163,7 @@ def check_files(paths: list[str], data_args, tokenizer, seed: int = DEFAULT_SEED
         lengths = preprocess.answer_lengths(examples)
         limit = data_args.max_answer_length
         answer_tokens = answer_length_summary(lengths, length_percentile(lengths) if limit == "auto" and len(lengths) else limit)
-        warnings = []
+        warnings = [advice] if (advice := answerless_window_advice(report.windows_kept, report.answer_windows)) else []
         if answer_tokens.get("cut_fraction", 0.0) > CUT_WARNING_FRACTION:
             warnings.append(
                 f"max_answer_length={answer_tokens['max_answer_length']} would cut {answer_tokens['cut']} of "

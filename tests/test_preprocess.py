@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pytest
 
@@ -407,6 +408,34 @@ def test_check_shows_what_keep_answerless_windows_leaves(tmp_path, capsys):
     assert everything["windows_kept"] == everything["windows"] == thinned["windows"] > thinned["windows_kept"]
     assert thinned["answer_windows"] == everything["answer_windows"]
     assert f"windows_kept                 {thinned['windows_kept']}" in capsys.readouterr().out
+    # Every window kept, few of them hold an answer: --check advises subsampling; thinned, it does not.
+    assert everything["answer_windows"] / everything["windows_kept"] < 0.2
+    assert thinned["answer_windows"] / thinned["windows_kept"] >= 0.2
+    check_main(common)
+    (advice,) = json.loads(report.read_text())[str(path)]["warnings"]
+    assert f"only {everything['answer_windows']} of {everything['windows_kept']} training windows" in advice
+    assert "--keep_answerless_windows 0.1" in advice
+    check_main(common + ["--keep_answerless_windows", "0.1"])
+    assert json.loads(report.read_text())[str(path)]["warnings"] == []
+
+
+def test_answerless_window_advice_below_a_fifth_of_windows_with_answers():
+    from windows import answerless_window_advice
+
+    assert answerless_window_advice(0, 0) is None
+    assert answerless_window_advice(100, 20) is None
+    assert answerless_window_advice(45966, 2044).startswith("only 2044 of 45966 training windows (4.4%)")
+    assert "--keep_answerless_windows 0.1 keeps every answer window and 10% of the others" in answerless_window_advice(100, 19)
+
+
+def test_training_warns_when_few_windows_hold_answers(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="windows"):
+        _keep_features(tmp_path, _windowed_records(), 1.0)
+    assert any("training windows" in r.message and "--keep_answerless_windows 0.1" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="windows"):
+        _keep_features(tmp_path, _windowed_records(), 0.1)
+    assert not any("--keep_answerless_windows" in r.message for r in caplog.records)
 
 
 # ---------------------------------------------------------------- answer lengths, max_answer_length auto
