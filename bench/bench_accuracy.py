@@ -199,7 +199,8 @@ def _run_logged(label: str, command: list[str]) -> float:
 
 def run(name: str, variant: str, train: Path, dev: Path, options) -> dict:
     recipe, spec = RECIPES[name], VARIANTS[variant]
-    output_dir = WORK / f"{name}-{variant}"
+    label = f"{name}-{variant}" + (f"-{options.subsample:g}" if spec.get("subsample") else "")  # one folder per P
+    output_dir = WORK / label
     steps = options.steps or recipe["steps"]
     start = build_general(options) if spec["start"] == "general" else BASE_MODEL
     command = [
@@ -222,7 +223,7 @@ def run(name: str, variant: str, train: Path, dev: Path, options) -> dict:
     command += precision_flags(options)
     if options.max_eval_samples:
         command += ["--max_eval_samples", str(options.max_eval_samples)]
-    wall = _run_logged(f"{name}-{variant}", command)
+    wall = _run_logged(label, command)
     results = json.loads((output_dir / "all_results.json").read_text(encoding="utf-8"))
     row = {
         "recipe": name,

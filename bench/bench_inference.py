@@ -10,7 +10,8 @@ alternating A/B every repetition:
 * `qa_predict`: `qa_predict.predict_logits` (windows sorted longest first, each batch padded
   to its own longest window, `torch.inference_mode`) against a plain loop over the windows
   in data order, each padded to max_seq_length, under `torch.no_grad` (the reference
-  recipe). Optionally also with `--quantize int8` (CPU dynamic quantization).
+  recipe). Optionally also with `--quantize int8` (CPU dynamic quantization) and with
+  `--dtype bfloat16` (weights cast to bfloat16: fast on CPUs with AVX512-BF16/AMX).
 * `trainer`: `run_qa.py --do_predict`'s `QATrainer.predict` as it is, against the same
   trainer with the length sort switched off and features padded to max_seq_length.
 
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no_int8", action="store_true", help="skip the int8 arm")
+    parser.add_argument("--no_bf16", action="store_true", help="skip the bfloat16 arm")
     parser.add_argument("--no_trainer", action="store_true", help="skip the trainer arms")
     parser.add_argument("--quick", action="store_true", help="200 questions, 1 rep")
     options = parser.parse_args(argv)
@@ -149,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         quantized = process.quantize_int8(copy.deepcopy(model))
         arms["qa_predict_sorted_dynamic_int8"] = lambda: decode(
             post, examples, features, predict_logits(quantized, tokenizer, features, options.batch_size, "int8")
+        )
+    if not options.no_bf16:  # as qa_predict.py --dtype bfloat16: the weights cast, logits decoded in float32
+        bf16_model = copy.deepcopy(model).to(torch.bfloat16)
+        arms["qa_predict_sorted_dynamic_bf16"] = lambda: decode(
+            post, examples, features, predict_logits(bf16_model, tokenizer, features, options.batch_size, "bf16")
         )
     if not options.no_trainer:
         arms["trainer_padded_unsorted"] = lambda: trainer_predict(

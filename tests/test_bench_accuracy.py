@@ -93,8 +93,8 @@ def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
     bench_accuracy.main(["--recipe", "covid_qa", "squad", "--variants", "base", "general", "full_sub",
                                 "warm", "--subsample", "0.05", "--steps", "7"])
     general = str(work / "general-qa")
-    assert set(commands) == {"general-qa", "covid_qa-base", "covid_qa-general", "covid_qa-full_sub",
-                             "covid_qa-warm", "squad-base", "squad-general", "squad-full_sub"}  # no squad-warm: stage one holds its data
+    assert set(commands) == {"general-qa", "covid_qa-base", "covid_qa-general", "covid_qa-full_sub-0.05",
+                             "covid_qa-warm", "squad-base", "squad-general", "squad-full_sub-0.05"}  # no squad-warm: stage one holds its data
 
     def flag(label, name):
         command = commands[label]
@@ -104,12 +104,12 @@ def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
     assert flag("general-qa", "--model_name_or_path") == str(bench_accuracy.BASE_MODEL)
     assert flag("covid_qa-general", "--model_name_or_path") == general
     assert flag("covid_qa-warm", "--model_name_or_path") == general
-    assert flag("covid_qa-full_sub", "--model_name_or_path") == str(bench_accuracy.BASE_MODEL)
-    assert flag("covid_qa-full_sub", "--keep_answerless_windows") == "0.05"
+    assert flag("covid_qa-full_sub-0.05", "--model_name_or_path") == str(bench_accuracy.BASE_MODEL)
+    assert flag("covid_qa-full_sub-0.05", "--keep_answerless_windows") == "0.05"
     assert flag("covid_qa-warm", "--keep_answerless_windows") is None
     for label in ("covid_qa-base", "covid_qa-general", "squad-general"):
         assert "--do_train" not in commands[label] and flag(label, "--max_answer_length") is None
-    for label in ("covid_qa-full_sub", "covid_qa-warm"):
+    for label in ("covid_qa-full_sub-0.05", "covid_qa-warm"):
         assert flag(label, "--max_steps") == "7" and flag(label, "--max_answer_length") == "auto"
     assert all("--bf16" not in command for command in commands.values())
     # The cached general-QA model is reused: a second run trains no stage one; --bf16 reaches run_qa.py.
