@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             "examples_per_s": round(len(examples) / median, 1),
             "speedup_vs_padded_unsorted": round(statistics.median(times[baseline]) / median, 2),
             "same_prediction_as_reference": f"{agreement(reference, outputs[name].predictions)}/{len(reference)}",
-            "exact_match": round(scores["exact_match"], 2),
+            "exact_match": round(scores.get("exact_match", scores.get("exact")), 2),  # v2 models score "exact"
             "f1": round(scores["f1"], 2),
         }
     result = {
