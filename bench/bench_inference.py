@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no_int8", action="store_true", help="skip the int8 arm")
     parser.add_argument("--no_bf16", action="store_true", help="skip the bfloat16 arm")
+    parser.add_argument("--v1", action="store_true",
+                        help="decode without 'no answer' whatever the model's qa_settings.json says (v1.1 data)")
     parser.add_argument("--no_trainer", action="store_true", help="skip the trainer arms")
     parser.add_argument("--quick", action="store_true", help="200 questions, 1 rep")
     options = parser.parse_args(argv)
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     qa_args = build_parser().parse_args(
         ["--data_file", str(data_file), "--max_examples", str(options.max_examples),
-         "--batch_size", str(options.batch_size)]
+         "--batch_size", str(options.batch_size), *(["--no-version_2_with_negative"] if options.v1 else [])]
     )
     answerer = Answerer("model", options.model, qa_args)
     model, tokenizer, post = answerer.model.cpu(), answerer.tokenizer, answerer.post
