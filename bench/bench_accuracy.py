@@ -288,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep_answerless_windows for the *_sub variants (default 0.1)")
     parser.add_argument("--general_steps", type=int, help=f"optimizer steps of the general-QA stage (default {GENERAL['steps']})")
     parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast for training and evaluation (meant for GPUs; on the 2-core CPU here "
-                             "it gave no clear speed-up, and the published rows are fp32)")
+                        help="bfloat16 autocast for training and evaluation (the 2026-12-02 rows; on a CPU with AMX "
+                             "prediction ran about 2x faster, training 0.9-1.2x; see bench/README.md)")
     parser.add_argument("--rebuild_general", action="store_true", help="train the general-QA model again even if cached")
     options = parser.parse_args(argv)
     missing = [RECIPES[n]["file"] for n in options.recipe if not (SHARED / RECIPES[n]["file"]).is_file()]
