@@ -115,7 +115,11 @@ class Preprocess:
         after go into the train report. They are read from the mapped columns, not counted
         inside the batch function, which a cached or multi-process map() never runs here.
         """
-        return self.windows.kept_windows(self.windows.labelled_windows(examples), self.reports.get("train"))
+        report = self.reports.get("train")
+        features = self.windows.kept_windows(self.windows.labelled_windows(examples), report)
+        if report is not None and (advice := answerless_window_advice(report.windows_kept, report.answer_windows)):
+            logger.warning("%s: %s", report.source, advice)
+        return features
 
     def eval_features(self, examples: Dataset, split: str | None = None) -> Dataset:
         """Windows that remember their example id, context offsets and CLS position for decoding.

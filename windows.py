@@ -257,9 +257,6 @@ class Windower:
                 report.source, report.windows, report.windows_kept, report.answer_windows,
                 report.answerless_windows_kept, report.answerless_windows, self.data_args.keep_answerless_windows,
             )  # fmt: skip
-            advice = answerless_window_advice(report.windows_kept, report.answer_windows)
-            if advice:
-                logger.warning("%s: %s", report.source, advice)
         if not keep.all():
             features = features.select(np.flatnonzero(keep))
         return features.remove_columns(HELPER_COLUMNS)

@@ -429,11 +429,11 @@ def test_answerless_window_advice_below_a_fifth_of_windows_with_answers():
 
 
 def test_training_warns_when_few_windows_hold_answers(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="windows"):
+    with caplog.at_level(logging.WARNING, logger="preprocess"):
         _keep_features(tmp_path, _windowed_records(), 1.0)
     assert any("training windows" in r.message and "--keep_answerless_windows 0.1" in r.message for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="windows"):
+    with caplog.at_level(logging.WARNING, logger="preprocess"):
         _keep_features(tmp_path, _windowed_records(), 0.1)
     assert not any("--keep_answerless_windows" in r.message for r in caplog.records)
 
