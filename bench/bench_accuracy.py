@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipes": {name: RECIPES[name]["about"] for name in options.recipe},
         "variants": {name: _describe(name, options) for name in options.variants},
         "general_qa": {"about": GENERAL["about"], **general_settings(WORK / "general-qa")}
-        if any(VARIANTS[name]["start"] == "general" for name in options.variants) else None,
+        if any(row["start"] == "general" for row in rows) else None,
         "runs": rows,
         "table": table,
         "machine": machine(),

@@ -97,8 +97,7 @@ def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
                              "covid_qa-warm", "squad-base", "squad-general", "squad-full_sub-0.05"}  # no squad-warm: stage one holds its data
 
     def flag(label, name):
-        command = commands[label]
-        return command[command.index(name) + 1] if name in command else None
+        return flag_in(commands[label], name)
 
     assert "--version_2_with_negative" in commands["general-qa"]
     assert flag("general-qa", "--model_name_or_path") == str(bench_accuracy.BASE_MODEL)
@@ -124,3 +123,11 @@ def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
     assert set(commands) == {"covid_qa-general"}
     assert bench_accuracy.general_settings(work / "general-qa") == {
         "steps": 1000, "batch": 16, "learning_rate": 2e-4, "precision": "fp32"}
+
+
+def test_a_run_whose_general_variants_are_all_skipped_reports_no_stage_one(fake_shared, monkeypatch):
+    published = []
+    monkeypatch.setattr(bench_accuracy, "_run_logged", lambda label, command: pytest.fail(f"ran {label}"))
+    monkeypatch.setattr(bench_accuracy, "publish", lambda result, name: published.append(result))
+    bench_accuracy.main(["--recipe", "squad", "--variants", "warm"])  # squad's training side is in stage one
+    assert published[0]["runs"] == [] and published[0]["general_qa"] is None
