@@ -30,7 +30,7 @@ from transformers import DataCollatorWithPadding
 from args import ConfigError, DataTrainingArguments, ModelArguments
 from postprocess import PostProcess
 from preprocess import DataError, Preprocess, read_records
-from process import load_model, load_tokenizer, quantize_int8
+from process import cpu_has_native_bf16, load_model, load_tokenizer, quantize_int8, slow_cpu_bf16_warning
 from qa_settings import DECODING_SETTINGS, decoding_settings, describe_settings
 
 logger = logging.getLogger("qa_predict")
@@ -157,6 +157,10 @@ class Answerer:
             self.model = quantize_int8(self.model)
         else:
             self.model = self.model.to(device=self.device, dtype=DTYPES[args.dtype])
+            if args.dtype == "bfloat16" and self.device == "cpu":
+                warning = slow_cpu_bf16_warning("--dtype bfloat16 predicts", cpu_has_native_bf16())
+                if warning:
+                    logger.warning(warning)
         logger.info("%s model on %s in %s%s", name, self.device, args.dtype, " (int8 quantized)" if args.quantize else "")
         self.post = PostProcess(
             n_best_size=settings["n_best_size"],

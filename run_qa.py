@@ -27,7 +27,7 @@ from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, ConfigError, check_window, pa
 from data_files import DataError
 from postprocess import PostProcess
 from preprocess import Preprocess
-from process import Process, load_tokenizer
+from process import Process, cpu_has_native_bf16, load_tokenizer, slow_cpu_bf16_warning
 from qa_settings import QA_SETTINGS_FILE, inference_settings
 from report import write_run_report
 from squad_metrics import V1_METRICS, V2_METRICS
@@ -233,6 +233,10 @@ def write_json(path: Path, content: dict) -> None:
 
 def run(model_args, data_args, lora_args, training_args) -> dict:
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
+    if training_args.bf16 and training_args.device.type == "cpu":
+        warning = slow_cpu_bf16_warning("--bf16 trains", cpu_has_native_bf16())
+        if warning:
+            logger.warning(warning)
     choose_stages(data_args, training_args)
     check_best_metric(data_args, training_args)
     check_reporting(training_args)

@@ -75,8 +75,8 @@ def flag_in(command: list[str], name: str) -> str | None:
     return command[command.index(name) + 1] if name in command else None
 
 
-def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
-    _, work = fake_shared
+def record_runs(monkeypatch, work) -> dict[str, list[str]]:
+    """Stand in for run_qa.py: each command is recorded by label and leaves the files a real run would."""
     commands = {}
 
     def fake_run(label, command):
@@ -90,6 +90,12 @@ def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
         return 0.0
 
     monkeypatch.setattr(bench_accuracy, "_run_logged", fake_run)
+    return commands
+
+
+def test_variants_start_train_and_subsample_as_named(fake_shared, monkeypatch):
+    _, work = fake_shared
+    commands = record_runs(monkeypatch, work)
     bench_accuracy.main(["--recipe", "covid_qa", "squad", "--variants", "base", "general", "full_sub",
                                 "warm", "--subsample", "0.05", "--steps", "7"])
     general = str(work / "general-qa")
@@ -131,3 +137,15 @@ def test_a_run_whose_general_variants_are_all_skipped_reports_no_stage_one(fake_
     monkeypatch.setattr(bench_accuracy, "publish", lambda result, name: published.append(result))
     bench_accuracy.main(["--recipe", "squad", "--variants", "warm"])  # squad's training side is in stage one
     assert published[0]["runs"] == [] and published[0]["general_qa"] is None
+
+
+def test_squad_v2_trains_from_stage_one_but_squad_does_not(fake_shared, monkeypatch):
+    """squad_v2's training side is not all in stage one (and is half unanswerable): its warm row runs."""
+    _, work = fake_shared
+    commands = record_runs(monkeypatch, work)
+    bench_accuracy.main(["--recipe", "squad", "squad_v2", "--variants", "warm", "--steps", "5"])
+    assert set(commands) == {"general-qa", "squad_v2-warm"}
+    warm = commands["squad_v2-warm"]
+    assert flag_in(warm, "--model_name_or_path") == str(work / "general-qa")
+    assert flag_in(warm, "--train_file") == str(work / "data" / "squad_v2-train.json")
+    assert "--version_2_with_negative" in warm and flag_in(warm, "--max_steps") == "5"

@@ -344,7 +344,11 @@ def test_bad_device_name_is_a_usage_error():
     assert exit_info.value.code == 2
 
 
-def test_cpu_bfloat16_predicts(tiny_model_dir, labeled_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_cpu_bfloat16_predicts(tiny_model_dir, labeled_file, tmp_path, monkeypatch, caplog, native_bf16):
+    """It predicts either way; where the CPU has no bfloat16 instructions it warns that bf16 is emulated."""
+    monkeypatch.setattr(qa_predict, "cpu_has_native_bf16", lambda: native_bf16)
+    caplog.set_level(logging.WARNING, logger="qa_predict")
     seen = []
     real_predict_logits = qa_predict.predict_logits
 
@@ -358,6 +362,8 @@ def test_cpu_bfloat16_predicts(tiny_model_dir, labeled_file, tmp_path, monkeypat
                         "--dtype", "bfloat16", "--max_seq_length", "64", "--doc_stride", "16")
     assert seen == [("cpu", torch.bfloat16)]
     assert report["runtime"] == {"device": "cpu", "dtype": "bfloat16", "quantize": None}
+    warned = any("emulated and many times slower" in record.getMessage() for record in caplog.records)
+    assert warned == (not native_bf16)
     contexts = {r["id"]: r["context"] for r in json.loads(labeled_file.read_text())["data"]}
     assert len(report["predictions"]) == 7
     assert all(p["tuned"] and p["tuned"] in contexts[i] for i, p in report["predictions"].items())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, make_record, write_flat
+from process import cpu_has_native_bf16
 
 V2_KEYS = {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
            "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"}
@@ -155,9 +156,12 @@ def test_tensorboard_logging(tiny_model_dir, small_dataset, tmp_path, monkeypatc
 
 
 def test_gpu_fast_path_options_also_run_on_cpu(tiny_model_dir, small_dataset, tmp_path):
-    """bf16 autocast and fused AdamW (the GPU recipe in README) go through the whole pipeline."""
+    """bf16 autocast and fused AdamW (the GPU recipe in README) go through the whole pipeline.
+
+    On a CPU without bfloat16 instructions it still runs, and says that it is emulated there.
+    """
     out = tmp_path / "run"
-    run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 2, "--save_strategy", "no",
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 2, "--save_strategy", "no",
            "--bf16", "true", "--use_cpu", "true", "--optim", "adamw_torch_fused")
     results = json.loads((out / "all_results.json").read_text())
     assert results["train_loss"] == results["train_loss"] and results["train_loss"] > 0  # finite, not NaN
@@ -166,6 +170,8 @@ def test_gpu_fast_path_options_also_run_on_cpu(tiny_model_dir, small_dataset, tm
     run_args = json.loads((out / "run_args.json").read_text())
     training = next(group for group in run_args.values() if "optim" in group)
     assert training["bf16"] is True and training["optim"] == "adamw_torch_fused"
+    warned = "--bf16 trains in bfloat16 on a CPU without bfloat16 instructions" in output
+    assert warned == (not cpu_has_native_bf16())
 
 
 SECRETS = ("hf_modelTokenSecret123", "hf_hubTokenSecret456")

@@ -161,3 +161,11 @@ def test_compiled_models_get_few_padded_shapes(tokenizer):
         collator = process._collator()
         padded = {collator([{"input_ids": [1] * n}])["input_ids"].shape[1] for n in lengths}
         assert padded == {multiple * k for k in range(1, shapes + 1)}
+
+
+def test_slow_cpu_bf16_warning_only_without_native_bf16():
+    from process import slow_cpu_bf16_warning
+
+    assert slow_cpu_bf16_warning("--bf16 trains", native=True) is None
+    warning = slow_cpu_bf16_warning("--bf16 trains", native=False)
+    assert warning.startswith("--bf16 trains in bfloat16") and "use float32" in warning
