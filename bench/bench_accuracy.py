@@ -9,7 +9,8 @@ context is in both train and eval), then runs run_qa.py once per variant:
   base        the base model as it is (random QA head: what a user starts from)
   general     the general-QA model, no domain data at all (zero-shot)
   full / lora domain training from the base model (full fine-tuning / LoRA)
-  warm / warm_lora   domain training from the general-QA model
+  warm / warm_lora   domain training from the general-QA model (not on squad, whose training
+              side is all in stage one; on squad_v2 it is the v2 stage, at its 52% unanswerable)
   *_sub       the same with --keep_answerless_windows SUBSAMPLE (answerless windows subsampled)
 Every trained variant takes --max_answer_length auto from its training answers.
 
