@@ -143,9 +143,13 @@ def test_squad_v2_trains_from_stage_one_but_squad_does_not(fake_shared, monkeypa
     """squad_v2's training side is not all in stage one (and is half unanswerable): its warm row runs."""
     _, work = fake_shared
     commands = record_runs(monkeypatch, work)
-    bench_accuracy.main(["--recipe", "squad", "squad_v2", "--variants", "warm", "--steps", "5"])
-    assert set(commands) == {"general-qa", "squad_v2-warm"}
-    warm = commands["squad_v2-warm"]
-    assert flag_in(warm, "--model_name_or_path") == str(work / "general-qa")
-    assert flag_in(warm, "--train_file") == str(work / "data" / "squad_v2-train.json")
-    assert "--version_2_with_negative" in warm and flag_in(warm, "--max_steps") == "5"
+    bench_accuracy.main(["--recipe", "squad", "squad_v2", "--variants", "warm", "warm_grouped", "--steps", "5"])
+    assert set(commands) == {"general-qa", "squad_v2-warm", "squad_v2-warm_grouped"}
+    for label in ("squad_v2-warm", "squad_v2-warm_grouped"):
+        warm = commands[label]
+        assert flag_in(warm, "--model_name_or_path") == str(work / "general-qa")
+        assert flag_in(warm, "--train_file") == str(work / "data" / "squad_v2-train.json")
+        assert "--version_2_with_negative" in warm and flag_in(warm, "--max_steps") == "5"
+        assert flag_in(warm, "--learning_rate") == "5e-5"
+    assert flag_in(commands["squad_v2-warm"], "--train_sampling_strategy") is None
+    assert flag_in(commands["squad_v2-warm_grouped"], "--train_sampling_strategy") == "group_by_length"
