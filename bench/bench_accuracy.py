@@ -58,19 +58,20 @@ RECIPES = {
 # start: the model a variant begins from; train: whether it trains on the recipe's train side.
 FULL, LORA = ["--learning_rate", "2e-4"], ["--use_lora", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "1e-3"]
 WARM_FULL = ["--learning_rate", "5e-5"]
+GROUPED = ["--train_sampling_strategy", "group_by_length"]  # process.LengthGroupedBatches
 VARIANTS = {
     "base": {"start": "base", "train": False, "args": []},
     "general": {"start": "general", "train": False, "args": []},
     "full": {"start": "base", "train": True, "args": FULL},
     "full_sub": {"start": "base", "train": True, "args": FULL, "subsample": True},
     "lora": {"start": "base", "train": True, "args": LORA},
-    # Not run by default: full fine-tuning with length-grouped batches (process.LengthGroupedBatches).
-    "full_grouped": {"start": "base", "train": True, "args": [*FULL, "--train_sampling_strategy", "group_by_length"]},
+    # Not run by default: full fine-tuning with length-grouped batches.
+    "full_grouped": {"start": "base", "train": True, "args": [*FULL, *GROUPED]},
     "warm": {"start": "general", "train": True, "args": WARM_FULL},
     "warm_sub": {"start": "general", "train": True, "args": WARM_FULL, "subsample": True},
     "warm_lora": {"start": "general", "train": True, "args": LORA},
     # Not run by default: the warm start with length-grouped batches, about twice the steps per hour.
-    "warm_grouped": {"start": "general", "train": True, "args": [*WARM_FULL, "--train_sampling_strategy", "group_by_length"]},
+    "warm_grouped": {"start": "general", "train": True, "args": [*WARM_FULL, *GROUPED]},
 }
 DEFAULT_VARIANTS = ["base", "general", "full", "warm", "warm_lora"]
 # The SQuAD recipes' evaluation articles are kept out of the general-QA data.
