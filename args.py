@@ -2,6 +2,8 @@
 
 Option names follow the Hugging Face question-answering example so that recipes written
 for it run here unchanged. Unknown options are an error with a suggestion, never ignored.
+The window and decoding defaults are the library's (slmqa.settings.QASettings): one source
+for training, evaluation, qa_predict.py and serving.
 """
 
 from __future__ import annotations
@@ -11,23 +13,22 @@ import json
 import logging
 import os
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
-logger = logging.getLogger(__name__)
+from slmqa.data.columns import ColumnMap
+from slmqa.data.splits import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG  # noqa: F401 (run_qa.py reads them here)
+from slmqa.errors import ConfigError
+from slmqa.settings import DEFAULTS, QASettings, check_window
+
+logger = logging.getLogger("slmqa.args")
 
 DEFAULT_BASE_MODEL = "models/all-MiniLM-L6-v2"
-AUTO = "auto"  # max_answer_length auto: windows.ANSWER_LENGTH_PERCENTILE of the training answers
+AUTO = "auto"  # max_answer_length auto: data.windows.ANSWER_LENGTH_PERCENTILE of the training answers
 DEFAULT_SEED = 42  # transformers.TrainingArguments' default seed
-# The data splits, the argument naming each one's file and the stage flag that uses it.
-SPLIT_FILE_ARG = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
-SPLIT_STAGE_FLAG = {"train": "do_train", "validation": "do_eval", "test": "do_predict"}
-
-
-class ConfigError(ValueError):
-    """A problem with the user's arguments, reported without a traceback."""
+USAGE = "python run_qa.py [config.json] [--option value ...]   (accelerate launch run_qa.py ... for several processes)"
 
 
 @dataclass
@@ -44,6 +45,10 @@ class ModelArguments:
     model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+    license: str | None = field(
+        default=None,
+        metadata={"help": "Licence of the trained model, for its card (default: the base model card's, else 'unknown')."},
+    )
 
 
 @dataclass
@@ -63,8 +68,12 @@ class DataTrainingArguments:
         metadata={"help": "Start training over instead of resuming from the last checkpoint in output_dir."},
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
-    max_seq_length: int = field(default=384, metadata={"help": "Tokens per window (question + context)."})
-    doc_stride: int = field(default=128, metadata={"help": "Tokens of overlap between consecutive context windows."})
+    max_seq_length: int = field(
+        default=DEFAULTS.max_seq_length, metadata={"help": "Tokens per window (question + context)."}
+    )
+    doc_stride: int = field(
+        default=DEFAULTS.doc_stride, metadata={"help": "Tokens of overlap between consecutive context windows."}
+    )
     pad_to_max_length: bool = field(
         default=False,
         metadata={"help": "Pad every window to max_seq_length (slower); by default batches are padded dynamically."},
@@ -73,34 +82,39 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N eval examples."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test examples."})
     version_2_with_negative: bool = field(
-        default=False, metadata={"help": "Data has unanswerable questions (SQuAD v2): allow empty predictions."}
+        default=DEFAULTS.version_2_with_negative,
+        metadata={"help": "Data has unanswerable questions (SQuAD v2): allow empty predictions."},
     )
     null_score_diff_threshold: float = field(
-        default=0.0,
+        default=DEFAULTS.null_score_diff_threshold,
         metadata={"help": "Predict no answer when null score - best span score exceeds this (v2 only)."},
     )
-    n_best_size: int = field(default=20, metadata={"help": "Candidate starts/ends kept per window, and n-best size."})
+    n_best_size: int = field(
+        default=DEFAULTS.n_best_size, metadata={"help": "Candidate starts/ends kept per window, and n-best size."}
+    )
     # Typed str so that the command line and JSON configs accept both a number and "auto";
     # __post_init__ turns it into an int (or "auto", which run_qa.py resolves from the training data).
     max_answer_length: str = field(
-        default="30",
+        default=str(DEFAULTS.max_answer_length),
         metadata={
             "help": "Longest answer in tokens, or 'auto': the 99th percentile of the training answers' lengths in "
             "tokens, rounded up (needs training data)."
         },
     )
-    question_column: str = field(default="question", metadata={"help": "Field holding the question."})
-    context_column: str = field(default="context", metadata={"help": "Field holding the context."})
+    question_column: str = field(default=ColumnMap.question, metadata={"help": "Field holding the question."})
+    context_column: str = field(default=ColumnMap.context, metadata={"help": "Field holding the context."})
     answer_column: str = field(
-        default="answers",
+        default=ColumnMap.answers,
         metadata={"help": "Field holding the answers ({text, answer_start} lists, a list of them, or plain text)."},
     )
     answer_start_column: str | None = field(
         default=None, metadata={"help": "Separate field with answer start offsets, if answers are plain text."}
     )
-    id_column: str = field(default="id", metadata={"help": "Field holding the record id (generated when absent)."})
-    title_column: str = field(default="title", metadata={"help": "Field holding the title (optional)."})
-    is_impossible_column: str = field(default="is_impossible", metadata={"help": "Field flagging unanswerable records."})
+    id_column: str = field(default=ColumnMap.id, metadata={"help": "Field holding the record id (generated when absent)."})
+    title_column: str = field(default=ColumnMap.title, metadata={"help": "Field holding the title (optional)."})
+    is_impossible_column: str = field(
+        default=ColumnMap.is_impossible, metadata={"help": "Field flagging unanswerable records."}
+    )
     strict: bool = field(default=False, metadata={"help": "Any unusable record stops the run (max_bad_fraction=0)."})
     max_bad_fraction: float = field(
         default=0.01,
@@ -138,21 +152,53 @@ class DataTrainingArguments:
             if getattr(self, name) != AUTO and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
 
+    def settings(self) -> QASettings:
+        """The window and decoding settings of this run.
 
-def check_window(max_seq_length: int, doc_stride: int, sources: dict | None = None, model_limit: int | None = None) -> None:
-    """The window-length rules, wherever the lengths come from: the overlap must leave room to advance,
-    and a window must fit the model (`model_limit`: the tokenizer's model_max_length, when known).
-
-    `sources` names where each value came from (qa_predict.py: flag, qa_settings.json, ...).
-    """
-    where = {name: f", {sources[name]}" for name in ("max_seq_length", "doc_stride")} if sources else {}
-    if doc_stride >= max_seq_length:
-        raise ConfigError(
-            f"doc_stride ({doc_stride}{where.get('doc_stride', '')}) must be smaller than "
-            f"max_seq_length ({max_seq_length}{where.get('max_seq_length', '')})."
+        Before max_answer_length "auto" is resolved from the training answers (Preprocess.load
+        does it) the default stands in for it: windowing and checking do not use it.
+        """
+        answer_length = DEFAULTS.max_answer_length if self.max_answer_length == AUTO else self.max_answer_length
+        return QASettings(
+            max_seq_length=self.max_seq_length,
+            doc_stride=self.doc_stride,
+            max_answer_length=answer_length,
+            n_best_size=self.n_best_size,
+            version_2_with_negative=self.version_2_with_negative,
+            null_score_diff_threshold=self.null_score_diff_threshold,
         )
-    if model_limit and model_limit < 1_000_000 and max_seq_length > model_limit:
-        raise ConfigError(f"max_seq_length={max_seq_length} exceeds the model's limit of {model_limit} tokens.")
+
+    def columns(self) -> ColumnMap:
+        """The user's field names (the *_column arguments)."""
+        return columns_of(self)
+
+
+COLUMN_ARGUMENTS = {
+    "id": "id_column",
+    "title": "title_column",
+    "question": "question_column",
+    "context": "context_column",
+    "answers": "answer_column",
+    "is_impossible": "is_impossible_column",
+    "answer_start": "answer_start_column",
+}
+
+
+def columns_of(options) -> ColumnMap:
+    """A ColumnMap from anything with the *_column attributes (DataTrainingArguments, an argparse namespace)."""
+    return ColumnMap(**{standard: getattr(options, name) for standard, name in COLUMN_ARGUMENTS.items()})
+
+
+def add_column_options(parser) -> None:
+    """DataTrainingArguments' *_column options on a plain argparse parser (same names, defaults and help).
+
+    preprocess.py --check and qa_predict.py take the column mapping this way: one definition
+    for every command that reads data.
+    """
+    by_name = {f.name: f for f in fields(DataTrainingArguments)}
+    group = parser.add_argument_group("columns", "The fields of your records, if not the SQuAD names.")
+    for name in COLUMN_ARGUMENTS.values():
+        group.add_argument(f"--{name}", default=by_name[name].default, help=by_name[name].metadata.get("help"))
 
 
 def parse_max_answer_length(value: int | str) -> int | str:
@@ -166,16 +212,6 @@ def parse_max_answer_length(value: int | str) -> int | str:
         if text.lstrip("+-").isdigit():
             return int(text)
     raise ConfigError(f"max_answer_length must be a whole number of tokens or 'auto', got {value!r}.")
-
-
-def data_argument_defaults() -> dict:
-    """DataTrainingArguments' defaults as a run resolves them (max_answer_length 30, not "30").
-
-    The one source of these values for the other command lines (preprocess.py --check, qa_predict.py).
-    """
-    defaults = {f.name: f.default for f in fields(DataTrainingArguments) if f.default is not MISSING}
-    defaults["max_answer_length"] = parse_max_answer_length(defaults["max_answer_length"])
-    return defaults
 
 
 @dataclass
@@ -239,7 +275,14 @@ ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, LoraArguments, QATrai
 
 def build_parser() -> HfArgumentParser:
     # allow_abbrev=False: a misspelt or truncated flag must not silently match a longer one.
-    return HfArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False, description="Train and evaluate an extractive QA model.")
+    return HfArgumentParser(
+        ARGUMENT_CLASSES,
+        allow_abbrev=False,
+        usage=USAGE,
+        description="Train and evaluate an extractive question-answering model. Options are grouped below as "
+        "model, data, lora and training (transformers.TrainingArguments); a JSON file of them may come first, "
+        "and flags after it override it.",
+    )
 
 
 def _field_names() -> list[str]:

@@ -1,28 +1,30 @@
+#!/usr/bin/env python
 """Stage 1: read and check the data of each split, then tokenize it into windows.
 
-    python preprocess.py --check FILE [FILE ...] [--max_seq_length N ...]   # the data report, no training
+    python preprocess.py --check FILE [FILE ...] [--max_seq_length N --question_column q ...]   # no training
 
-`Preprocess` is the stage run_qa.py and qa_predict.py use: it reads each split (a file
-through data_files.py, or a Hub dataset), checks and repairs its records (data_check.py:
+`Preprocess` is the stage run_qa.py uses: it reads each split (a file through
+slmqa.data.formats, or a Hub dataset), checks and repairs its records (slmqa.data.checks:
 the data report), and cuts them into labelled training or evaluation windows
-(windows.py). `--check` shows, per file, what training would see.
+(slmqa.data.windows). `--check` shows, per file, what training would see.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
-from dataclasses import asdict
+from collections.abc import Iterable
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from datasets import Dataset
 
-from args import DEFAULT_SEED, SPLIT_FILE_ARG
-from data_check import RecordChecker, SplitReport
-from data_files import DataError, read_records
-from windows import (
+from args import DEFAULT_BASE_MODEL, DEFAULT_SEED, SPLIT_FILE_ARG, DataTrainingArguments, add_column_options
+from slmqa.data.checks import RecordChecker, SplitReport, dropped_by_kind
+from slmqa.data.formats import read_records
+from slmqa.data.windows import (
     ANSWER_LENGTH_PERCENTILE,
     WINDOW_COLUMN,
     Windower,
@@ -31,8 +33,11 @@ from windows import (
     answerless_window_advice,
     length_percentile,
 )
+from slmqa.errors import ConfigError, DataError
+from slmqa.logs import get_logger, setup_logging
+from slmqa.settings import DEFAULTS
 
-logger = logging.getLogger(__name__)
+logger = get_logger("preprocess")
 
 # --check warns when max_answer_length would cut more than this share of the training answers.
 CUT_WARNING_FRACTION = 0.01
@@ -52,14 +57,45 @@ class Preprocess:
         self.data_args = data_args
         self.tokenizer = tokenizer
         self.hub_options = {"cache_dir": cache_dir, "token": token}
-        self.checker = RecordChecker(data_args, tokenizer)
-        self.windows = Windower(data_args, tokenizer, seed)
+        self.settings = data_args.settings()
+        self.checker = RecordChecker(
+            tokenizer,
+            self.settings,
+            data_args.columns(),
+            max_bad_fraction=data_args.max_bad_fraction,
+            max_samples={
+                "train": data_args.max_train_samples,
+                "validation": data_args.max_eval_samples,
+                "test": data_args.max_predict_samples,
+            },
+        )
+        self.windows = Windower(
+            tokenizer,
+            self.settings,
+            seed=seed,
+            keep_answerless_windows=data_args.keep_answerless_windows,
+            pad_to_max_length=data_args.pad_to_max_length,
+            num_proc=data_args.preprocessing_num_workers,
+            use_cache=not data_args.overwrite_cache,
+        )
         self.reports: dict[str, SplitReport] = {}
 
     def load(self, splits: Iterable[str]) -> dict[str, Dataset]:
-        """Read, check and clean the requested splits; raise DataError before any training."""
+        """Read, check and clean the requested splits; raise DataError before any training.
+
+        max_answer_length "auto" is resolved here, from the training answers: afterwards
+        `self.settings` (and data_args) hold the number.
+        """
         raw = self._read_splits(list(splits))
-        return {split: self.check_records(split, source, records) for split, (source, records) in raw.items()}
+        examples = {split: self.check_records(split, source, records) for split, (source, records) in raw.items()}
+        if self.data_args.max_answer_length == "auto":
+            if "train" not in examples:
+                raise ConfigError(
+                    "max_answer_length auto is taken from the training data, but this run does not train: pass a number."
+                )
+            self.data_args.max_answer_length = self.auto_max_answer_length(examples["train"])
+            self.settings = replace(self.settings, max_answer_length=self.data_args.max_answer_length)
+        return examples
 
     def _read_splits(self, splits: list[str]) -> dict[str, tuple[str, list[dict]]]:
         args = self.data_args
@@ -82,7 +118,7 @@ class Preprocess:
         return raw
 
     def check_records(self, split: str, source: str, records: list[dict]) -> Dataset:
-        """Check and clean raw records of one split (also used for ad-hoc questions); see data_check.py."""
+        """Check and clean raw records of one split; see slmqa.data.checks."""
         self.reports[split] = SplitReport(source=source)
         return self.checker.check(split, records, self.reports[split])
 
@@ -105,7 +141,7 @@ class Preprocess:
         logger.info(
             "max_answer_length auto -> %d (%dth percentile of %d training answers)",
             resolved, ANSWER_LENGTH_PERCENTILE, len(lengths),
-        )
+        )  # fmt: skip
         return resolved
 
     def train_features(self, examples: Dataset) -> Dataset:
@@ -132,14 +168,6 @@ class Preprocess:
             report.windows = report.windows_kept = len(features)
         return features
 
-    def eval_windows(self, batch: dict[str, list]) -> dict[str, list]:
-        """eval_features for a few in-memory examples (columns id/question/context), without datasets.map.
-
-        For serving: map fingerprints its function by pickling this object (tokenizer
-        included) on every call, which costs more than windowing a request's passages.
-        """
-        return dict(self.windows._eval_batch(batch))
-
 
 # ---------------------------------------------------------------- data check without training
 
@@ -152,13 +180,13 @@ def check_files(paths: list[str], data_args, tokenizer, seed: int = DEFAULT_SEED
     """
     summary = {}
     for path in paths:
-        args = type(data_args)(**{**vars(data_args), "train_file": path, "validation_file": None, "test_file": None})
+        args = replace(data_args, train_file=path, validation_file=None, test_file=None)
         preprocess = Preprocess(args, tokenizer, seed=seed)
         try:
-            examples = preprocess.load(["train"])["train"]
+            examples = preprocess.check_records("train", path, read_records(path))
         except DataError as err:
             report = preprocess.reports.get("train")
-            summary[path] = {"error": str(err), **({"counts": report.counts()} if report else {})}
+            summary[path] = {"error": str(err), **(_report_lists(report) if report else {})}
             continue
         report = preprocess.reports["train"]
         labelled = preprocess.windows.labelled_windows(examples)
@@ -176,62 +204,59 @@ def check_files(paths: list[str], data_args, tokenizer, seed: int = DEFAULT_SEED
                 f"{length_percentile(lengths)} tokens (--max_answer_length auto)."
             )
         summary[path] = {
-            "counts": report.counts(),
             "located_spans": report.located_spans,
             "ambiguous_spans": report.ambiguous_spans,
             "generated_ids": report.generated_ids,
-            "duplicate_ids": sum(1 for d in report.dropped if d.field == "id"),
-            "questions_too_long": sum(1 for d in report.dropped if d.field == data_args.question_column),
+            **dropped_by_kind(report.dropped),
             "windows": len(window_index),
             "contexts_longer_than_window": int((window_index == 1).sum()),
             "max_windows_per_example": int(window_index.max()) + 1,
             "answer_tokens": answer_tokens,
             "warnings": warnings,
-            "dropped": [str(d) for d in report.dropped],
+            **_report_lists(report),
         }
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python preprocess.py --check FILE ...`: validate data files without training."""
-    import argparse
+def _report_lists(report: SplitReport) -> dict:
+    """The counts (they add up: records = kept + dropped_records + skipped) and every dropped and repaired record."""
+    return {
+        "counts": report.counts(),
+        "dropped": [str(d) for d in report.dropped],
+        "repaired": [str(r) for r in report.repaired],
+    }
 
-    from args import DEFAULT_BASE_MODEL, DataTrainingArguments, data_argument_defaults
 
-    defaults = data_argument_defaults()
-    parser = argparse.ArgumentParser(description="Check SQuAD-format data files without training.")
+def build_check_parser() -> argparse.ArgumentParser:
+    defaults = {f: getattr(DataTrainingArguments, f) for f in ("max_bad_fraction", "keep_answerless_windows")}
+    parser = argparse.ArgumentParser(
+        description="Check SQuAD-format data files without training: what training would see in each, and why "
+        "records were dropped or repaired.",
+        usage="python preprocess.py --check FILE [FILE ...] [options]",
+    )
     parser.add_argument("--check", nargs="+", required=True, metavar="FILE", help="Data files to check.")
     parser.add_argument("--tokenizer", default=DEFAULT_BASE_MODEL, help="Tokenizer (model directory or Hub id).")
-    for name, kind in (("max_seq_length", int), ("doc_stride", int), ("max_bad_fraction", float)):
-        parser.add_argument(f"--{name}", type=kind, default=defaults[name])
-    parser.add_argument("--version_2_with_negative", action="store_true")
+    parser.add_argument("--max_seq_length", type=int, default=DEFAULTS.max_seq_length, help="Tokens per window.")
+    parser.add_argument("--doc_stride", type=int, default=DEFAULTS.doc_stride, help="Overlap between windows.")
+    parser.add_argument("--max_bad_fraction", type=float, default=defaults["max_bad_fraction"],
+                        help="Call a file unusable when more than this share of its records is.")
+    parser.add_argument("--version_2_with_negative", action="store_true", help="Unanswerable questions are expected.")
     parser.add_argument(
         "--keep_answerless_windows", type=float, default=defaults["keep_answerless_windows"],
         help="Show what this probability of keeping answerless training windows leaves (0 < P <= 1).",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="Seed for --keep_answerless_windows.")
     parser.add_argument(
-        "--max_answer_length", default=str(defaults["max_answer_length"]),
+        "--max_answer_length", default=str(DEFAULTS.max_answer_length),
         help="Report the share of training answers longer than this many tokens; 'auto' shows what "
         f"the {ANSWER_LENGTH_PERCENTILE}th percentile (rounded up) resolves to.",
     )  # fmt: skip
     parser.add_argument("--output_file", help="Also write the full report as JSON here.")
-    options = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    add_column_options(parser)
+    return parser
 
-    from transformers import AutoTokenizer
 
-    data_args = DataTrainingArguments(
-        train_file=options.check[0],
-        max_seq_length=options.max_seq_length,
-        doc_stride=options.doc_stride,
-        max_bad_fraction=options.max_bad_fraction,
-        version_2_with_negative=options.version_2_with_negative,
-        keep_answerless_windows=options.keep_answerless_windows,
-        max_answer_length=options.max_answer_length,
-    )
-    tokenizer = AutoTokenizer.from_pretrained(options.tokenizer)
-    summary = check_files(options.check, data_args, tokenizer, seed=options.seed)
+def print_summary(summary: dict) -> None:
     for path, result in summary.items():
         print(f"== {path}")
         if "error" in result:
@@ -250,8 +275,37 @@ def main(argv: list[str] | None = None) -> int:
             )
         for line in result.get("warnings", []):
             logger.warning("%s: %s", path, line)
-        for line in result.get("dropped", [])[:10]:
-            print(f"  dropped {line}")
+        for kind in ("dropped", "repaired"):
+            lines = result.get(kind, [])
+            for line in lines[:10]:
+                print(f"  {kind} {line}")
+            if len(lines) > 10:
+                print(f"  ... {len(lines) - 10} more {kind} (all in --output_file)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python preprocess.py --check FILE ...`: validate data files without training."""
+    options = build_check_parser().parse_args(argv)
+    setup_logging(logging.WARNING)
+    from slmqa.modeling.loading import load_tokenizer
+
+    try:
+        data_args = DataTrainingArguments(
+            train_file=options.check[0],
+            max_seq_length=options.max_seq_length,
+            doc_stride=options.doc_stride,
+            max_bad_fraction=options.max_bad_fraction,
+            version_2_with_negative=options.version_2_with_negative,
+            keep_answerless_windows=options.keep_answerless_windows,
+            max_answer_length=options.max_answer_length,
+            **{name: getattr(options, name) for name in vars(options) if name.endswith("_column")},
+        )
+        tokenizer = load_tokenizer(options.tokenizer)
+    except (ConfigError, DataError) as err:
+        logger.error("%s", err)
+        return 2
+    summary = check_files(options.check, data_args, tokenizer, seed=options.seed)
+    print_summary(summary)
     if options.output_file:
         Path(options.output_file).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 2 if any("error" in r for r in summary.values()) else 0

@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Answer the same questions with the base model and the fine-tuned one, side by side.
 
-    python qa_predict.py --base_model models/all-MiniLM-L6-v2 --tuned_model models/minilm-qa-demo \
-        --data_file data/mock/test.json
+    python qa_predict.py --base_model models/all-MiniLM-L6-v2 --tuned_model models/minilm-qa-demo --data_file data/mock/test.json
     python qa_predict.py --tuned_model models/minilm-qa-demo --question "..." --context_file doc.txt
     python qa_predict.py --tuned_model models/minilm-qa-demo --context_file doc.txt --interactive
+    python qa_predict.py --tuned_model models/minilm-qa-demo --documents my/docs --question "..."
 
-Uses the project's own windowing (preprocess.py) and span decoding (postprocess.py), so
-answers here are exactly what run_qa.py's evaluation would give.
+Windows and decoding are the library's (the same as evaluation inside training), so the
+answers here are the ones run_qa.py's evaluation scored; --backend/--device/--dtype choose
+what runs the model, in every mode.
 """
 
 from __future__ import annotations
@@ -15,29 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding
 
-from args import ConfigError, DataTrainingArguments, ModelArguments
-from postprocess import PostProcess
-from preprocess import DataError, Preprocess, read_records
-from process import cpu_has_native_bf16, load_model, load_tokenizer, quantize_int8, slow_cpu_bf16_warning
-from qa_settings import DECODING_SETTINGS, decoding_settings, describe_settings
+from args import add_column_options, columns_of
+from slmqa.data.checks import RecordChecker, SplitReport
+from slmqa.data.formats import read_records
+from slmqa.decoding.predictions import squad_scores
+from slmqa.errors import ConfigError, DataError
+from slmqa.inference.predictor import Predictor
+from slmqa.inference.runtime import Runtime, add_runtime_arguments, runtime_from_args
+from slmqa.logs import get_logger, setup_logging
+from slmqa.settings import DEFAULTS, SETTING_NAMES, QASettings, resolve_settings
 
-logger = logging.getLogger("qa_predict")
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+logger = get_logger("qa_predict")
 NO_ANSWER = "(no answer)"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -49,137 +45,27 @@ class ModelResult:
     features: int
 
 
-def predict_logits(model, tokenizer, features: Dataset, batch_size: int = 32, progress: str = "") -> list[tuple]:
-    """Start/end logits for every window, trimmed to its own length.
-
-    Windows are batched longest first so each batch pads only to its own longest window.
-    """
-    columns = {name: list(features[name]) for name in MODEL_INPUTS if name in features.column_names}
-    lengths = np.array([len(ids) for ids in columns["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
-    collator = DataCollatorWithPadding(tokenizer)
-    device = next(model.parameters()).device
-    results: list[tuple | None] = [None] * len(lengths)
-    model.eval()
-    with torch.inference_mode():
-        for begin in tqdm(range(0, len(order), batch_size), desc=progress or "Predicting", unit="batch"):
-            indices = order[begin : begin + batch_size]
-            batch = collator([{name: values[i] for name, values in columns.items()} for i in indices])
-            output = model(**{k: v.to(device) for k, v in batch.items()})
-            start = output.start_logits.float().cpu().numpy()
-            end = output.end_logits.float().cpu().numpy()
-            for row, index in enumerate(indices):
-                results[index] = (start[row, : lengths[index]], end[row, : lengths[index]])
-    return results
-
-
-def device_arg(value: str) -> str:
-    """argparse type for --device: auto, cpu, cuda or cuda:N."""
-    if not DEVICE_PATTERN.fullmatch(value):
-        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
-    return value
-
-
-def cuda_device_count() -> int:
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def resolve_device(requested: str, dtype: str, quantize: str | None, cuda_devices: int) -> str:
-    """The device to predict on, or a ConfigError for a combination that cannot run well.
-
-    auto is the first GPU when there is one, else the CPU; with --quantize it is the CPU,
-    since the int8 kernels run only there. float16 is refused on the CPU, where its
-    matmuls are slow or unsupported (bfloat16 works there).
-    """
-    if requested == "auto":
-        device = "cuda" if cuda_devices and not quantize else "cpu"
-    elif requested.startswith("cuda"):
-        if not cuda_devices:
-            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu or auto.")
-        index = int(requested.partition(":")[2] or 0)
-        if index >= cuda_devices:
-            raise ConfigError(
-                f"--device {requested}: only {cuda_devices} CUDA device(s) here (cuda:0 to cuda:{cuda_devices - 1})."
-            )
-        device = requested
-    else:
-        device = "cpu"
-    if dtype == "float16" and device == "cpu":
-        hint = " (--device auto found no CUDA device)" if requested == "auto" else ""
-        raise ConfigError(f"--dtype float16 is not supported on the CPU{hint}; use bfloat16 or float32 there.")
-    if quantize and (device != "cpu" or dtype != "float32"):
-        raise ConfigError(
-            f"--quantize {quantize} runs on the CPU in float32 only, not on {device} in {dtype}: "
-            "drop --device/--dtype or --quantize."
-        )
-    return device
-
-
-def chosen_device(args) -> str:
-    return resolve_device(args.device, args.dtype, args.quantize, cuda_device_count())
-
-
-def settings_flags(args) -> dict:
-    """The decoding flags as given on the command line (None where not given)."""
-    return {name: getattr(args, name) for name in DECODING_SETTINGS}
-
-
-def settings_model(args) -> str | None:
-    """Whose settings both models use: the tuned model's, else the base model's."""
-    return args.tuned_model or args.base_model
-
-
 class Answerer:
-    """One model with its own tokenizer and windowing, loaded once, answering many questions."""
+    """One model of the comparison: its predictor, and the record checks its tokenizer implies."""
 
-    def __init__(self, name: str, path: str, args, settings: dict | None = None, device: str | None = None):
-        """`settings`: resolved decoding settings (see decoding_settings), by default the model's
-        own; `device`: as resolve_device gives it, by default chosen from args."""
-        self.name, self.path, self.args = name, path, args
-        if settings is None:
-            settings, _ = decoding_settings(settings_flags(args), path)
-        self.settings = settings
-        self.device = device or chosen_device(args)
-        torch.manual_seed(args.seed)  # a base model's QA head is newly initialised: keep it reproducible
-        model_args = ModelArguments(model_name_or_path=path)
-        self.tokenizer = load_tokenizer(model_args)
-        data_args = DataTrainingArguments(
-            validation_file=args.data_file or "command line",
-            max_seq_length=settings["max_seq_length"],
-            doc_stride=settings["doc_stride"],
-            version_2_with_negative=settings["version_2_with_negative"],
-            max_eval_samples=args.max_examples,
-            max_bad_fraction=1.0,
-        )
-        self.preprocess = Preprocess(data_args, self.tokenizer)
-        self.model = load_model(model_args, None, is_trainable=False)
-        if args.quantize == "int8":
-            self.model = quantize_int8(self.model)
-        else:
-            self.model = self.model.to(device=self.device, dtype=DTYPES[args.dtype])
-            if args.dtype == "bfloat16" and self.device == "cpu":
-                warning = slow_cpu_bf16_warning("--dtype bfloat16 predicts", cpu_has_native_bf16())
-                if warning:
-                    logger.warning(warning)
-        logger.info("%s model on %s in %s%s", name, self.device, args.dtype, " (int8 quantized)" if args.quantize else "")
-        self.post = PostProcess(
-            n_best_size=settings["n_best_size"],
-            max_answer_length=settings["max_answer_length"],
-            version_2_with_negative=settings["version_2_with_negative"],
-            null_score_diff_threshold=settings["null_score_diff_threshold"],
+    def __init__(self, name: str, path: str, args, settings: QASettings, runtime: Runtime):
+        self.name, self.path, self.args, self.settings = name, path, args, settings
+        self.predictor = Predictor(path, settings, runtime, seed=args.seed)
+        self.checker = RecordChecker(
+            self.predictor.tokenizer,
+            settings,
+            columns_of(args),
+            max_bad_fraction=1.0,  # comparing, not training: every usable record is answered, the rest listed
+            max_samples={"validation": args.max_examples},
         )
 
     def examples(self, source: str, records: list[dict]) -> Dataset:
-        return self.preprocess.check_records("validation", source, records)
+        return self.checker.check("validation", records, SplitReport(source=source))
 
     def answer(self, examples: Dataset, score: bool) -> ModelResult:
-        features = self.preprocess.eval_features(examples)
-        started = time.perf_counter()
-        logits = predict_logits(self.model, self.tokenizer, features, self.args.batch_size, progress=f"{self.name} model")
-        decoded = self.post.decode(examples, features, ([s for s, _ in logits], [e for _, e in logits]))
-        seconds = time.perf_counter() - started
-        metrics = self.post.score(decoded, examples) if score else {}
-        return ModelResult(self.name, decoded.predictions, metrics, seconds, len(features))
+        prediction = self.predictor.predict(examples, self.args.batch_size, progress=f"{self.name} model")
+        metrics = squad_scores(prediction.decoded, examples, self.settings) if score else {}
+        return ModelResult(self.name, prediction.decoded.predictions, metrics, prediction.seconds, prediction.windows)
 
 
 def input_records(args) -> tuple[str, list[dict], bool]:
@@ -189,7 +75,11 @@ def input_records(args) -> tuple[str, list[dict], bool]:
     context = read_context(args)
     if not context or not args.question:
         raise ConfigError("Give --data_file, or --question with --context / --context_file.")
-    records = [{"id": f"q{i}", "question": q, "context": context, "answers": []} for i, q in enumerate(args.question)]
+    columns = columns_of(args)
+    records = [
+        {columns.id: f"q{i}", columns.question: q, columns.context: context, columns.answers: []}
+        for i, q in enumerate(args.question)
+    ]
     return "command line", records, False
 
 
@@ -234,25 +124,35 @@ def metrics_table(results: list[ModelResult]) -> str:
 
 
 def default_settings_text() -> str:
-    values, _ = decoding_settings({}, None)
-    shown = [("on" if value else "off") if isinstance(value, bool) else str(value) for value in values.values()]
+    shown = [("on" if value else "off") if isinstance(value, bool) else str(value) for value in asdict(DEFAULTS).values()]
     return ", ".join(shown)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="python qa_predict.py --tuned_model DIR [--base_model DIR] (--data_file F | --question Q ... | --documents DIR) [options]",
+    )
     p.add_argument("--base_model", help="Model the fine-tune started from (directory or Hub id).")
     p.add_argument("--tuned_model", help="Fine-tuned model directory (full model or LoRA adapter).")
     p.add_argument("--data_file", help="SQuAD-format data (any format run_qa.py accepts).")
     p.add_argument("--question", action="append", help="Ad-hoc question (repeatable).")
     p.add_argument("--context", help="Context for --question.")
     p.add_argument("--context_file", help="Text file holding the context for --question.")
-    p.add_argument("--interactive", action="store_true", help="Ask questions about --context/--context_file at a prompt.")
+    p.add_argument("--interactive", action="store_true", help="Ask questions about --context/--context_file (or --documents) at a prompt.")
     p.add_argument("--output_file", help="Write a JSON report (predictions and metrics of each model) here.")
+    p.add_argument("--max_examples", type=int, help="Use only the first N examples of --data_file.")
+    p.add_argument("--documents", help="Folder of documents: answer --question from its best passages (docs/serving.md).")
+    p.add_argument("--top_k", type=int, default=3, help="Answers per question with --documents.")
+    p.add_argument("--batch_size", type=int, default=32, help="Windows per inference batch.")
+    p.add_argument("--show", type=int, default=10, help="Rows of the side-by-side table to print.")
+    p.add_argument("--seed", type=int, default=42, help="Seed for a base model's untrained QA head.")
+    p.add_argument("--quantize", help=argparse.SUPPRESS)  # retired: --dtype int8
     decoding = p.add_argument_group(
         "decoding settings",
         "Default: the tuned (else base) model directory's qa_settings.json, then its run_args.json, "
-        f"then run_qa.py's defaults ({default_settings_text()}). Both models use the same values.",
+        f"then the defaults ({default_settings_text()}). Both models use the same values.",
     )
     decoding.add_argument(
         "--version_2_with_negative",
@@ -265,49 +165,32 @@ def build_parser() -> argparse.ArgumentParser:
     decoding.add_argument("--doc_stride", type=int, help="Overlap between windows.")
     decoding.add_argument("--n_best_size", type=int, help="Candidates per window.")
     decoding.add_argument("--max_answer_length", type=int, help="Longest answer in tokens.")
-    p.add_argument("--batch_size", type=int, default=32, help="Windows per inference batch.")
-    p.add_argument(
-        "--device",
-        type=device_arg,
-        default="auto",
-        help="auto (the GPU when there is one, else the CPU), cpu, cuda or cuda:N.",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=list(DTYPES),
-        default="float32",
-        help="Weights' dtype for prediction (float16 needs a GPU); logits are decoded in float32.",
-    )
-    p.add_argument(
-        "--quantize",
-        choices=["int8"],
-        help="CPU int8 dynamic quantization of the Linear layers: faster CPU prediction, see README.",
-    )
-    p.add_argument("--max_examples", type=int, help="Use only the first N examples of --data_file.")
-    p.add_argument("--documents", help="Folder of documents: answer --question from its best BM25 passages (docqa.py).")
-    p.add_argument("--top_k", type=int, default=3, help="Answers per question with --documents.")
-    p.add_argument("--backend", default="torch", choices=["torch", "torch-int8", "onnx", "onnx-int8"],
-                   help="What runs the model with --documents (backends.py).")
-    p.add_argument("--show", type=int, default=10, help="Rows of the side-by-side table to print.")
-    p.add_argument("--seed", type=int, default=42, help="Seed for a base model's untrained QA head.")
+    add_runtime_arguments(p)
+    add_column_options(p)
     return p
 
 
-def resolved_settings(args) -> tuple[dict, dict]:
+def settings_model(args) -> str | None:
+    """Whose settings both models use: the tuned model's, else the base model's."""
+    return args.tuned_model or args.base_model
+
+
+def resolved_settings(args) -> tuple[QASettings, dict]:
     """The settings both models use, logged with where each came from."""
-    values, sources = decoding_settings(settings_flags(args), settings_model(args))
-    logger.info("Decoding settings (from %s): %s", settings_model(args), describe_settings(values, sources))
-    return values, sources
+    flags = {name: getattr(args, name) for name in SETTING_NAMES}
+    settings, sources = resolve_settings(flags, settings_model(args))
+    logger.info("Decoding settings (from %s): %s", settings_model(args), settings.describe(sources))
+    return settings, sources
 
 
 def compare(args) -> dict:
     models = chosen_models(args)
-    device = chosen_device(args)
+    runtime = runtime_from_args(args).resolve()
     source, records, labeled = input_records(args)
     settings, sources = resolved_settings(args)
     results, examples = [], None
     for name, path in models:
-        answerer = Answerer(name, path, args, settings, device)
+        answerer = Answerer(name, path, args, settings, runtime)
         examples = answerer.examples(source, records)
         results.append(answerer.answer(examples, score=labeled))
     print(comparison_table(examples, results, args.show))
@@ -315,9 +198,9 @@ def compare(args) -> dict:
     report = {
         "data_file": args.data_file,
         "examples": len(examples),
-        "version_2_with_negative": settings["version_2_with_negative"],
-        "settings": {"from": settings_model(args), "values": settings, "sources": sources},
-        "runtime": {"device": device, "dtype": args.dtype, "quantize": args.quantize},
+        "version_2_with_negative": settings.version_2_with_negative,
+        "settings": {"from": settings_model(args), "values": asdict(settings), "sources": sources},
+        "runtime": asdict(runtime),
         "models": {
             r.name: {"path": path, "metrics": r.metrics, "seconds": r.seconds, "windows": r.features}
             for r, (_, path) in zip(results, models)
@@ -326,40 +209,78 @@ def compare(args) -> dict:
             example_id: {r.name: r.predictions[example_id] for r in results} for example_id in examples["id"]
         },
     }
-    if args.output_file:
-        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_file).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        logger.info("Report written to %s", args.output_file)
+    write_report(args.output_file, report)
     return report
+
+
+def write_report(path: str | None, report: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        logger.info("Report written to %s", path)
 
 
 def interactive(args, stdin=sys.stdin) -> None:
     context = read_context(args)
     if not context:
-        raise ConfigError("--interactive needs --context or --context_file.")
-    models = chosen_models(args)
-    device = chosen_device(args)
+        raise ConfigError("--interactive needs --context or --context_file (or --documents).")
+    runtime = runtime_from_args(args).resolve()
     settings, _ = resolved_settings(args)
-    answerers = [Answerer(name, path, args, settings, device) for name, path in models]
+    answerers = [Answerer(name, path, args, settings, runtime) for name, path in chosen_models(args)]
+    columns = columns_of(args)
     print("Ask a question about the context (empty line to quit).")
     for line in stdin:
         question = line.strip()
         if not question:
             break
-        record = [{"id": "q", "question": question, "context": context, "answers": []}]
+        record = [{columns.id: "q", columns.question: question, columns.context: context, columns.answers: []}]
         for answerer in answerers:
             result = answerer.answer(answerer.examples("prompt", record), score=False)
             print(f"{answerer.name:>6}: {result.predictions['q'] or NO_ANSWER}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    args = build_parser().parse_args(argv)
-    try:
-        if args.documents:
-            from docqa import ask_from_command_line  # retrieval + reading over a folder: see docqa.py
+def ask_documents(args, stdin=None) -> int:
+    """--documents: answer --question (or questions typed at a prompt) from the folder's best passages."""
+    from slmqa.serving.docqa import DocumentQA, format_reading
+    from slmqa.serving.documents import DocumentError
 
-            return ask_from_command_line(args)
+    model = args.tuned_model or args.base_model
+    questions = list(args.question or [])
+    if not model:
+        raise ConfigError("--documents needs --tuned_model (or --base_model).")
+    if not questions and not args.interactive:
+        raise ConfigError("--documents needs --question (repeatable) or --interactive.")
+    if args.top_k < 1:
+        raise ConfigError(f"--top_k must be >= 1, got {args.top_k}.")
+    flagged = any(getattr(args, name) is not None for name in SETTING_NAMES)
+    settings = resolved_settings(args)[0] if flagged else None  # None: the model's own, as serve.py reads them
+    try:
+        qa = DocumentQA(model, args.documents, runtime=runtime_from_args(args), settings=settings)
+    except DocumentError as err:
+        raise ConfigError(str(err)) from None
+    readings = qa.ask(questions, top_k=args.top_k) if questions else []
+    for reading in readings:
+        print(format_reading(reading))
+    if args.interactive:
+        print("Ask a question about the documents (empty line to quit).")
+        for line in stdin or sys.stdin:
+            if not line.strip():
+                break
+            reading = qa.ask([line.strip()], top_k=args.top_k)[0]
+            readings.append(reading)
+            print(format_reading(reading))
+    write_report(args.output_file, {"documents": qa.describe(), "readings": [r.to_json() for r in readings]})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.INFO)
+    try:
+        if args.quantize is not None:
+            raise ConfigError(f"--quantize {args.quantize} is now --dtype {args.quantize} (with --backend torch or onnx).")
+        if args.documents:
+            return ask_documents(args)
         if args.interactive:
             interactive(args)
         else:

@@ -11,48 +11,37 @@ the data (preprocess.py), train (process.py), decode and score (postprocess.py),
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import shutil
 import sys
 from pathlib import Path
 
-import datasets
-import transformers
 from transformers import set_seed
 
-from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, ConfigError, check_window, parse_args, resolved_arguments
-from data_files import DataError
+from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, parse_args, resolved_arguments
 from postprocess import PostProcess
 from preprocess import Preprocess
-from process import Process, cpu_has_native_bf16, load_tokenizer, slow_cpu_bf16_warning
-from qa_settings import QA_SETTINGS_FILE, inference_settings
-from report import write_run_report
-from squad_metrics import V1_METRICS, V2_METRICS
+from process import Process, hub_options
+from slmqa.decoding.squad_metrics import V1_METRICS, V2_METRICS
+from slmqa.errors import ConfigError, DataError
+from slmqa.logs import get_logger, setup_logging
+from slmqa.modeling.loading import load_tokenizer
+from slmqa.modeling.precision import cpu_has_native_bf16, slow_cpu_bf16_warning
+from slmqa.reporting.card import write_run_report
+from slmqa.settings import QA_SETTINGS_FILE, check_window, settings_record
+from slmqa.training.checkpoints import WEIGHT_FILES, check_resume_compatible, file_sha256, last_complete_checkpoint
 
-logger = logging.getLogger("run_qa")
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
-# What a checkpoint's weights may look like besides WEIGHT_FILES: sharded weights (an index
-# file), FSDP's sharded state (pytorch_model_fsdp_0/ or .bin) and DeepSpeed (global_step*/).
-CHECKPOINT_WEIGHT_PATTERNS = (*WEIGHT_FILES, "*.safetensors.index.json", "*.bin.index.json", "pytorch_model_fsdp*", "global_step*")
+logger = get_logger("run_qa")
 
 
-def setup_logging(training_args) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler(sys.stdout)]
-    )
-    # Our own stages and the Trainer's progress messages at INFO on the main process; the rest
-    # of transformers/datasets at their usual (quieter) level. Replicas only warn.
+def configure_logging(training_args) -> None:
+    """Ours and the Trainer's progress lines at INFO on the main process; replicas only warn; libraries quiet."""
     level = training_args.get_process_log_level()
     ours = logging.INFO if training_args.should_log and level >= logging.INFO else level
-    logging.getLogger().setLevel(level)
-    for name in ("run_qa", "preprocess", "data_check", "windows", "process", "postprocess"):
-        logging.getLogger(name).setLevel(ours)
-    datasets.utils.logging.set_verbosity(level)
-    transformers.utils.logging.set_verbosity(level)
+    setup_logging(ours, library_level=max(level, logging.WARNING), timestamps=True)
+    import transformers
+
     transformers.utils.logging.get_logger("transformers.trainer").setLevel(ours)
 
 
@@ -111,55 +100,6 @@ def check_best_metric_subset(training_args, validation) -> None:
         )
 
 
-def is_complete_checkpoint(path: Path) -> bool:
-    """Complete once trainer_state.json parses: the Trainer writes it after weights, optimizer and RNG state."""
-    try:
-        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return any(any(path.glob(pattern)) for pattern in CHECKPOINT_WEIGHT_PATTERNS)
-
-
-def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    checkpoints = sorted(
-        (p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for checkpoint in checkpoints:
-        if is_complete_checkpoint(checkpoint):
-            return checkpoint
-        logger.warning("Skipping incomplete checkpoint %s (interrupted while saving?).", checkpoint)
-    return None
-
-
-# Arguments a checkpoint depends on: resuming with other values would fail deep inside
-# the Trainer (shape mismatches, missing adapter weights) or silently train something else.
-# The data, its order and the samples per optimizer step decide what the batches a resumed
-# run skips stand for: change them and it skips batches it never trained on.
-RESUME_SENSITIVE = {
-    "ModelArguments": ("model_name_or_path", "config_name", "tokenizer_name"),
-    "DataTrainingArguments": (
-        "max_seq_length", "doc_stride", "version_2_with_negative", "dataset_name", "dataset_config_name",
-        "train_file", "max_train_samples", "keep_answerless_windows",
-    ),
-    "LoraArguments": ("use_lora", "lora_r", "lora_alpha", "lora_target_modules", "lora_bias"),
-    "QATrainingArguments": ("seed", "data_seed", "train_sampling_strategy"),
-    "Run": ("train_file_sha256", "samples_per_optimizer_step"),
-}  # fmt: skip
-
-
-@functools.lru_cache(maxsize=8)
-def file_sha256(path: str | None) -> str | None:
-    if not path or not Path(path).is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_record(model_args, data_args, lora_args, training_args) -> dict:
     """Every resolved argument (secrets masked) plus the facts of this run a resume depends on."""
     record = resolved_arguments(model_args, data_args, lora_args, training_args)
@@ -171,25 +111,6 @@ def run_record(model_args, data_args, lora_args, training_args) -> dict:
         "samples_per_optimizer_step_is": "per_device_train_batch_size x gradient_accumulation_steps x processes",
     }
     return record
-
-
-def check_resume_compatible(output_dir: Path, current: dict) -> None:
-    previous_path = output_dir / "run_args.json"
-    if not previous_path.is_file():
-        return
-    previous = json.loads(previous_path.read_text(encoding="utf-8"))
-    changed = [
-        f"{name}: {previous.get(group, {}).get(name)!r} in the checkpointed run, {current[group][name]!r} now"
-        for group, names in RESUME_SENSITIVE.items()
-        for name in names
-        if group in previous and name in previous[group] and previous[group][name] != current[group][name]
-    ]
-    if changed:
-        raise ConfigError(
-            f"Cannot resume in {output_dir}: arguments changed since its checkpoints were written:\n  "
-            + "\n  ".join(changed)
-            + "\nRestore them, choose another --output_dir, or pass --overwrite_output_dir to start over."
-        )
 
 
 def find_resume_checkpoint(model_args, data_args, lora_args, training_args) -> str | None:
@@ -233,6 +154,8 @@ def write_json(path: Path, content: dict) -> None:
 
 def run(model_args, data_args, lora_args, training_args) -> dict:
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
+    if training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # nothing to pin to without an accelerator
     if training_args.bf16 and training_args.device.type == "cpu":
         warning = slow_cpu_bf16_warning("--bf16 trains", cpu_has_native_bf16())
         if warning:
@@ -243,20 +166,14 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     checkpoint = find_resume_checkpoint(model_args, data_args, lora_args, training_args)
     set_seed(training_args.seed)
 
-    tokenizer = load_tokenizer(model_args)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, hub_options(model_args))
     check_window(data_args.max_seq_length, data_args.doc_stride, model_limit=tokenizer.model_max_length)
     # The seed picks the answerless training windows --keep_answerless_windows keeps.
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     preprocess = Preprocess(data_args, tokenizer, seed=data_seed, cache_dir=model_args.cache_dir, token=model_args.token)
     splits = [split for split, flag in SPLIT_STAGE_FLAG.items() if getattr(training_args, flag)]
     examples = preprocess.load(splits)
-    check_best_metric_subset(training_args, examples.get("validation"))
-    if data_args.max_answer_length == "auto":  # resolved before run_args.json and PostProcess see it
-        if "train" not in examples:
-            raise ConfigError(
-                "max_answer_length auto is taken from the training data, but this run does not train: pass a number."
-            )
-        data_args.max_answer_length = preprocess.auto_max_answer_length(examples["train"])
+    check_best_metric_subset(training_args, examples.get("validation"))  # max_answer_length auto is resolved now
     output_dir = Path(training_args.output_dir)
     arguments = run_record(model_args, data_args, lora_args, training_args)
     data_report = preprocess.report()
@@ -272,13 +189,7 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     if training_args.should_save:
         write_json(output_dir / "data_report.json", data_report)
 
-    post_process = PostProcess(
-        n_best_size=data_args.n_best_size,
-        max_answer_length=data_args.max_answer_length,
-        version_2_with_negative=data_args.version_2_with_negative,
-        null_score_diff_threshold=data_args.null_score_diff_threshold,
-        output_dir=training_args.output_dir if training_args.should_save else None,
-    )
+    post_process = PostProcess(preprocess.settings, training_args.output_dir if training_args.should_save else None)
     process = Process(model_args, lora_args, training_args, tokenizer, post_process, data_args.pad_to_max_length)
     trainer = process.build_trainer(train_features, examples.get("validation"), eval_features)
     results = {}
@@ -292,7 +203,7 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     trainer.save_metrics("data", data_counts, combined=True)
     results.update(data_counts)
     if training_args.should_save and training_args.do_train:
-        settings = inference_settings(data_args, results)
+        settings = settings_record(preprocess.settings, results)
         for model_dir in (output_dir, output_dir / "merged"):  # merged/: --merge_lora's plain copy
             if model_dir.is_dir():
                 write_json(model_dir / QA_SETTINGS_FILE, settings)
@@ -309,10 +220,10 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     try:
         model_args, data_args, lora_args, training_args = parse_args(argv)
-        setup_logging(training_args)
+        configure_logging(training_args)
         run(model_args, data_args, lora_args, training_args)
     except (ConfigError, DataError) as err:
-        logging.basicConfig()
+        setup_logging(logging.INFO)
         logger.error("%s", err)
         return 2
     return 0

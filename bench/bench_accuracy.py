@@ -1,8 +1,8 @@
 """Real-data accuracy: the offline MiniLM from its random QA head, from a general-QA warm start, per domain.
 
-    python bench/bench_accuracy.py                       # every recipe, the default variants
-    python bench/bench_accuracy.py --recipe policyqa     # one recipe
-    python bench/bench_accuracy.py --recipe covid_qa --variants general warm warm_sub --steps 300
+    python -m bench.bench_accuracy                       # every recipe, the default variants
+    python -m bench.bench_accuracy --recipe policyqa     # one recipe
+    python -m bench.bench_accuracy --recipe covid_qa --variants general warm warm_sub --steps 300
 
 Each recipe splits or picks files from ../shared/data (whole articles go to one side, so no
 context is in both train and eval), then runs run_qa.py once per variant:
@@ -32,10 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import RESULTS, bf16_flags, machine, publish
 
-from bench import RESULTS, bf16_flags, machine, publish  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = ROOT.parent / "shared" / "data"
 WORK = RESULTS / "accuracy"
@@ -320,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(rows)
     result = {
         "benchmark": "real-data accuracy",
-        "command": "python bench/bench_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.bench_accuracy " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": "all-MiniLM-L6-v2 (offline), max_seq_length 384, doc_stride 128, batch 16, "
                  + ("bf16 autocast" if options.bf16 else "fp32"),
         "recipes": {name: RECIPES[name]["about"] for name in options.recipe},

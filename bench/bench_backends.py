@@ -1,7 +1,7 @@
-"""CPU inference backends on the same questions: torch fp32, torch int8, ONNX Runtime fp32 and int8.
+"""CPU inference runtimes on the same questions: torch fp32/int8/bf16, ONNX Runtime fp32 and int8.
 
-    python bench/bench_backends.py --model /tmp/squad-qa --data_file /tmp/squad-split/eval.json \
-        --max_questions 200
+    python -m bench.bench_backends --model /tmp/squad-qa --data_file /tmp/squad-split/eval.json \
+        --max_questions 200 [--runtimes torch torch-int8 onnx onnx-int8 torch-bfloat16]
 
 The data file's contexts are the document collection and its questions are asked one at a
 time through DocumentQA (BM25 retrieval, reading, decoding: what a server request costs),
@@ -19,33 +19,39 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-from bench import machine, publish  # noqa: E402
-from collection import f1_of, load_collection, percentiles  # noqa: E402
+from bench import machine, publish
+from bench.collection import f1_of, load_collection, percentiles
+from slmqa.inference.runtime import Runtime
 
 REFERENCE = "torch"
+# The runtimes measured, by the names logs and /health give them (Runtime.name).
+RUNTIMES = {
+    "torch": Runtime("torch", "cpu", "float32"),
+    "torch-int8": Runtime("torch", "cpu", "int8"),
+    "onnx": Runtime("onnx", "cpu", "float32"),
+    "onnx-int8": Runtime("onnx", "cpu", "int8"),
+    "torch-bfloat16": Runtime("torch", "cpu", "bfloat16"),
+}
+DEFAULT_RUNTIMES = ["torch", "torch-int8", "onnx", "onnx-int8"]
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from backends import BACKENDS
-    from docqa import DocumentQA, Options
+    from slmqa.serving.docqa import DocumentQA, Options
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--data_file", required=True, help="SQuAD-format file: contexts = documents, questions = queries.")
     p.add_argument("--max_questions", type=int, default=200)
-    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--runtimes", nargs="+", default=DEFAULT_RUNTIMES, choices=list(RUNTIMES))
     p.add_argument("--passages", type=int, default=8)
     p.add_argument("--warmup", type=int, default=5)
     args = p.parse_args(argv)
 
     documents, queries = load_collection(Path(args.data_file), args.max_questions)
-    systems = {name: DocumentQA(args.model, "-", backend=name, options=Options(passages=args.passages),
-                                documents=documents) for name in args.backends}
+    systems = {name: DocumentQA(args.model, "-", runtime=RUNTIMES[name], options=Options(passages=args.passages),
+                                documents=documents) for name in args.runtimes}
     for qa in systems.values():
         for query in queries[: args.warmup]:
             qa.ask([query.question])
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 sum(answers[name][q.id] == answers[REFERENCE][q.id] for q in queries) / len(queries), 3)
     publish({
         "benchmark": "backends",
-        "command": " ".join(["python bench/bench_backends.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python -m bench.bench_backends", *(argv if argv is not None else sys.argv[1:])]),
         "model": args.model, "data_file": args.data_file, "questions": len(queries), "documents": len(documents),
         "passages_per_question": args.passages, "settings": systems[names[0]].settings.__dict__,
         "results": results,

@@ -1,4 +1,4 @@
-"""Benchmark: span decoding, plain-loop reference vs postprocess.decode_predictions.
+"""Benchmark: span decoding, plain-loop reference vs slmqa.decoding.predictions.decode_predictions.
 
 Inputs are real evaluation windows (SQuAD v1.1 dev: 10,570 short questions; COVID-QA dev:
 203 questions over whole papers, ~20 windows each) tokenized by preprocess.py with the
@@ -14,8 +14,8 @@ repetition), and their outputs are compared example by example: predictions, n-b
 (texts, chars, scores, logits, order), null odds. Then, in a fresh subprocess each, the
 peak memory of decoding COVID-QA dev once and repeated 4x (distinct ids).
 
-    python bench/bench_decoding.py            # full run (~4 min on 2 busy cores)
-    python bench/bench_decoding.py --quick    # first 300 SQuAD / 20 COVID-QA questions, 3 reps
+    python -m bench.bench_decoding            # full run (~4 min on 2 busy cores)
+    python -m bench.bench_decoding --quick    # first 300 SQuAD / 20 COVID-QA questions, 3 reps
 
 Prints one JSON object on stdout (progress goes to stderr) and saves it under
 bench/results/. Needs ../shared/data; without it, says so and exits 0.
@@ -41,12 +41,10 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import pyarrow.compute as pc
 
-import numpy as np  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA_DIR = ROOT.parent / "shared" / "data"
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -64,7 +62,6 @@ NULL_FRACTION = 0.3
 PADDING_LOGIT = -100.0  # what the Trainer pads logits with
 MEMORY_REPEATS = 4
 DECODE_COLUMNS = ("example_id", "offset_mapping", "cls_index")
-
 
 
 def say(message: str) -> None:
@@ -91,7 +88,7 @@ def cache_dir(name: str, data_file: Path, limit: int | None) -> Path:
     """Cached windows are keyed by the data file, the settings and preprocess.py itself."""
     key = hashlib.sha256()
     key.update(_sha256(data_file).encode())
-    key.update((ROOT / "preprocess.py").read_bytes())
+    key.update((ROOT / "slmqa" / "data" / "windows.py").read_bytes())
     key.update(f"{MAX_SEQ_LENGTH}/{DOC_STRIDE}/{limit}/{tokenizer_path().name}".encode())
     suffix = f"-first{limit}" if limit else ""
     return RESULTS_DIR / "cache" / f"{name}{suffix}-{key.hexdigest()[:12]}"
@@ -107,19 +104,16 @@ def load_inputs(name: str, data_file: Path, limit: int | None):
     say(f"tokenizing {data_file.name} (first {limit} questions)" if limit else f"tokenizing {data_file.name}")
     from transformers import AutoTokenizer
 
-    from args import DataTrainingArguments
-    from data_files import read_records
-    from preprocess import Preprocess
+    from slmqa.data.checks import RecordChecker, SplitReport
+    from slmqa.data.formats import read_records
+    from slmqa.data.windows import Windower
+    from slmqa.settings import QASettings
 
-    args = DataTrainingArguments(
-        validation_file=str(data_file),
-        max_seq_length=MAX_SEQ_LENGTH,
-        doc_stride=DOC_STRIDE,
-        max_eval_samples=limit,
-    )
-    preprocess = Preprocess(args, AutoTokenizer.from_pretrained(str(tokenizer_path())))
-    examples = preprocess.check_records("validation", str(data_file), read_records(data_file))
-    features = preprocess.eval_features(examples)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path()))
+    settings = QASettings(max_seq_length=MAX_SEQ_LENGTH, doc_stride=DOC_STRIDE)
+    checker = RecordChecker(tokenizer, settings, max_samples={"validation": limit})
+    examples = checker.check("validation", read_records(data_file), SplitReport(str(data_file)))
+    features = Windower(tokenizer, settings).eval_features(examples)
     examples.select_columns(["id", "context"]).save_to_disk(str(directory / "examples"))
     features.save_to_disk(str(directory / "features"))
     return load_from_disk(str(directory / "examples")), load_from_disk(str(directory / "features"))
@@ -170,7 +164,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": cpu_model,
@@ -211,7 +205,8 @@ def time_interleaved(functions: dict, reps: int) -> tuple[dict, dict]:
 
 def run_timings(inputs: dict, reps: int) -> list[dict]:
     from bench.reference_decoder import compare, reference_decode
-    from postprocess import decode_predictions
+    from slmqa.decoding.predictions import decode_predictions
+    from slmqa.settings import QASettings
 
     rows = []
     for name, (examples, features) in inputs.items():
@@ -231,8 +226,10 @@ def run_timings(inputs: dict, reps: int) -> list[dict]:
                 for form, (ex, ft) in forms.items():
                     say(f"{name} logits={variant} v2={version_2} input={form}: {reps} reps each")
                     functions = {
-                        "reference": lambda: reference_decode(ex, ft, starts, ends, **options),
-                        "fast": lambda: decode_predictions(ex, ft, starts, ends, **options),
+                        "reference": lambda ex=ex, ft=ft, s=starts, e=ends, o=options: reference_decode(ex, ft, s, e, **o),
+                        "fast": lambda ex=ex, ft=ft, s=starts, e=ends, o=options: decode_predictions(
+                            ex, ft, s, e, QASettings(**o)
+                        ),
                     }
                     times, outputs = time_interleaved(functions, reps)
                     reference_out = outputs["reference"]
@@ -312,7 +309,8 @@ def _deep_size(obj, seen=None) -> int:
 
 def memory_child(name: str, repeats: int, form: str, limit: int | None) -> dict:
     """Runs in a fresh process: peak memory of one decode_predictions call."""
-    from postprocess import decode_predictions
+    from slmqa.decoding.predictions import decode_predictions
+    from slmqa.settings import QASettings
 
     examples, features = load_inputs(name, DATA_DIR / INPUTS[name], limit)
     ex, ft = _replicated(examples, features, repeats)
@@ -320,14 +318,14 @@ def memory_child(name: str, repeats: int, form: str, limit: int | None) -> dict:
     starts, ends = np.tile(starts, (repeats, 1)), np.tile(ends, (repeats, 1))
     if form == "lists":
         ex, ft = as_lists(ex, ft)
-    options = dict(n_best_size=N_BEST_SIZE, max_answer_length=MAX_ANSWER_LENGTH)
+    settings = QASettings(n_best_size=N_BEST_SIZE, max_answer_length=MAX_ANSWER_LENGTH)
 
     # 1) Resident memory, without tracemalloc (whose bookkeeping would inflate it): reset
     #    the kernel's high-water mark (VmHWM) just before the call, read it just after.
     gc.collect()
     hwm_reset = _reset_peak_rss()
     rss_before = _proc_status_kb("VmRSS")
-    decoded = decode_predictions(ex, ft, starts, ends, **options)
+    decoded = decode_predictions(ex, ft, starts, ends, settings)
     rss_peak = _proc_status_kb("VmHWM") if hwm_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     del decoded
     gc.collect()
@@ -335,7 +333,7 @@ def memory_child(name: str, repeats: int, form: str, limit: int | None) -> dict:
     # 2) Python objects and numpy buffers, traced.
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]
-    decoded = decode_predictions(ex, ft, starts, ends, **options)
+    decoded = decode_predictions(ex, ft, starts, ends, settings)
     gc.collect()
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -379,10 +377,10 @@ def run_memory(limit: int | None) -> dict:
     for form in forms:
         for repeats in (1, MEMORY_REPEATS):
             say(f"memory: covid-qa-dev x{repeats}, input={form}")
-            command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", form, str(repeats)]
+            command = [sys.executable, "-m", "bench.bench_decoding", "--memory-child", form, str(repeats)]
             if limit:
                 command += ["--memory-limit", str(limit)]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
             if done.returncode != 0:
                 raise RuntimeError(f"memory subprocess failed:\n{done.stderr[-3000:]}")
             results[f"{form}_x{repeats}"] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -437,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     reps = args.reps or (3 if args.quick else 5)
-    command = "python " + shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    command = "python -m bench.bench_decoding " + shlex.join(sys.argv[1:])
     started = time.perf_counter()
     machine = machine_info()
     inputs, described = {}, {}
@@ -457,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = None if args.skip_memory else run_memory(QUICK_LIMITS["covid-qa-dev"] if args.quick else None)
     ratios = [row["ratio_median"] for row in timings]
     result = {
-        "benchmark": "span decoding: bench/reference_decoder.py (plain loops) vs postprocess.decode_predictions",
+        "benchmark": "span decoding: bench/reference_decoder.py (plain loops) vs slmqa.decoding.predictions.decode_predictions",
         "command": command,
         "quick": args.quick,
         "logits": (

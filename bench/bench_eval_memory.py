@@ -1,8 +1,8 @@
 """Peak memory of a whole evaluation (`run_qa.py --do_eval`) on COVID-QA dev, 1x and 4x.
 
-    python bench/bench_eval_memory.py                     # COVID-QA dev x1 and x4 (~35 min on 2 cores)
-    python bench/bench_eval_memory.py --max_questions 40  # its first 40 questions, x1 and x4 (~7 min)
-    python bench/bench_eval_memory.py --quick             # first 10 questions
+    python -m bench.bench_eval_memory                     # COVID-QA dev x1 and x4 (~35 min on 2 cores)
+    python -m bench.bench_eval_memory --max_questions 40  # its first 40 questions, x1 and x4 (~7 min)
+    python -m bench.bench_eval_memory --quick             # first 10 questions
 
 bench_decoding.py measures the decoder alone; this measures what a user's evaluation run
 needs end to end: tokenizing into windows, the model's forward passes, the Trainer
@@ -28,10 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import machine, publish
 
-from bench import machine, publish  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data" / "covid-qa-dev.json"
 BASE_MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     logits_mb = lambda run: run["windows"] * MAX_SEQ_LENGTH * 2 * 4 / 2**20  # noqa: E731 - float32 start+end per window
     result = {
         "benchmark": "evaluation peak memory",
-        "command": "python bench/bench_eval_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.bench_eval_memory " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": options.model,
         "data": f"{DATA.name}" + (f", first {max_questions} questions" if max_questions else "")
                 + ", x1 and x4 with distinct ids",

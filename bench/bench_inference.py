@@ -1,17 +1,18 @@
 """Inference speed: sorted, dynamically padded batches (and int8) vs unsorted pad-to-max batches.
 
-    python bench/bench_inference.py --model bench/results/accuracy/squad-full \
+    python -m bench.bench_inference --model bench/results/accuracy/squad-full \
         --data_file bench/results/accuracy/data/squad-eval.json --max_examples 400 [--reps 3]
-    python bench/bench_inference.py --quick          # 200 questions, 1 rep
+    python -m bench.bench_inference --quick          # 200 questions, 1 rep
 
 Both of the project's prediction paths are timed on the same windows, with the same model,
 alternating A/B every repetition:
 
-* `qa_predict`: `qa_predict.predict_logits` (windows sorted longest first, each batch padded
-  to its own longest window, `torch.inference_mode`) against a plain loop over the windows
-  in data order, each padded to max_seq_length, under `torch.no_grad` (the reference
-  recipe). Optionally also with `--quantize int8` (CPU dynamic quantization) and with
-  `--dtype bfloat16` (weights cast to bfloat16: fast on CPUs with AVX512-BF16/AMX).
+* `qa_predict`: what qa_predict.py runs, `slmqa.inference.logits.window_logits` over a torch
+  backend (windows sorted longest first, each batch padded to its own longest window,
+  `torch.inference_mode`) against a plain loop over the windows in data order, each padded to
+  max_seq_length, under `torch.no_grad` (the reference recipe). Optionally also with
+  `--dtype int8` (CPU dynamic quantization) and `--dtype bfloat16` (weights cast to bfloat16:
+  fast on CPUs with AVX512-BF16/AMX).
 * `trainer`: `run_qa.py --do_predict`'s `QATrainer.predict` as it is, against the same
   trainer with the length sort switched off and features padded to max_seq_length.
 
@@ -23,7 +24,6 @@ answers are reported. Prints one JSON object; saves it under bench/results/.
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import statistics
@@ -35,15 +35,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import process
+from bench import machine, publish
+from postprocess import PostProcess
+from slmqa.data.checks import RecordChecker, SplitReport
+from slmqa.data.formats import read_records
+from slmqa.data.windows import Windower
+from slmqa.inference.backends import load_backend
+from slmqa.inference.logits import MODEL_INPUTS, window_logits
+from slmqa.inference.runtime import Runtime
+from slmqa.modeling.loading import load_tokenizer
+from slmqa.settings import resolve_settings
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import process  # noqa: E402
-from bench import machine, publish  # noqa: E402
-from postprocess import PostProcess  # noqa: E402
-from preprocess import read_records  # noqa: E402
-from qa_predict import Answerer, build_parser, predict_logits  # noqa: E402
-
 SHARED = ROOT.parent / "shared" / "data"
 DATA = {"squad": SHARED / "squad-v1.1-dev.json", "covid_qa": SHARED / "covid-qa-dev.json",
         "policyqa": SHARED / "policyqa-dev.json"}
@@ -70,6 +74,13 @@ def padded_loop_logits(model, tokenizer, features, batch_size: int, max_length: 
 
 def decode(post: PostProcess, examples, features, logits):
     return post.decode(examples, features, ([s for s, _ in logits], [e for _, e in logits]))
+
+
+def backend_logits(backend, tokenizer, features, batch_size: int) -> list[tuple]:
+    """What qa_predict.py runs: windows sorted longest first, dynamically padded (slmqa.inference.logits)."""
+    starts, ends = window_logits(backend, {n: list(features[n]) for n in MODEL_INPUTS if n in features.column_names},
+                                 tokenizer.pad_token_id or 0, batch_size)
+    return list(zip(starts, ends))
 
 
 def trainer_predict(model, tokenizer, post, examples, features, batch_size: int, sort: bool):
@@ -126,18 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     if not data_file.is_file():
         print(json.dumps({"skipped": f"{data_file} not found"}))
         return 0
-    torch.manual_seed(0)
-    qa_args = build_parser().parse_args(
-        ["--data_file", str(data_file), "--max_examples", str(options.max_examples),
-         "--batch_size", str(options.batch_size), *(["--no-version_2_with_negative"] if options.v1 else [])]
-    )
-    answerer = Answerer("model", options.model, qa_args)
-    model, tokenizer, post = answerer.model.cpu(), answerer.tokenizer, answerer.post
-    examples = answerer.examples(qa_args.data_file, read_records(qa_args.data_file))
-    features = answerer.preprocess.eval_features(examples)
-    answerer.preprocess.data_args.pad_to_max_length = True
-    padded_features = answerer.preprocess.eval_features(examples)
-    max_length = answerer.settings["max_seq_length"]
+    settings, _ = resolve_settings({"version_2_with_negative": False} if options.v1 else {}, options.model)
+    post = PostProcess(settings)
+    tokenizer = load_tokenizer(options.model)
+    reference_backend = load_backend(options.model, Runtime("torch", "cpu", "float32"), seed=0)
+    model = reference_backend.model
+    checker = RecordChecker(tokenizer, settings, max_bad_fraction=1.0, max_samples={"validation": options.max_examples})
+    examples = checker.check("validation", read_records(data_file), SplitReport(str(data_file)))
+    features = Windower(tokenizer, settings).eval_features(examples)
+    padded_features = Windower(tokenizer, settings, pad_to_max_length=True).eval_features(examples)
+    max_length = settings.max_seq_length
     lengths = np.array([len(ids) for ids in features["input_ids"]])
     print(f"{len(examples)} questions, {len(features)} windows, mean length {lengths.mean():.0f}", file=sys.stderr)
 
@@ -146,18 +155,18 @@ def main(argv: list[str] | None = None) -> int:
             post, examples, features, padded_loop_logits(model, tokenizer, features, options.batch_size, max_length)
         ),
         "qa_predict_sorted_dynamic": lambda: decode(
-            post, examples, features, predict_logits(model, tokenizer, features, options.batch_size, "sorted")
+            post, examples, features, backend_logits(reference_backend, tokenizer, features, options.batch_size)
         ),
     }
     if not options.no_int8:
-        quantized = process.quantize_int8(copy.deepcopy(model))
+        int8 = load_backend(options.model, Runtime("torch", "cpu", "int8"), seed=0)
         arms["qa_predict_sorted_dynamic_int8"] = lambda: decode(
-            post, examples, features, predict_logits(quantized, tokenizer, features, options.batch_size, "int8")
+            post, examples, features, backend_logits(int8, tokenizer, features, options.batch_size)
         )
     if not options.no_bf16:  # as qa_predict.py --dtype bfloat16: the weights cast, logits decoded in float32
-        bf16_model = copy.deepcopy(model).to(torch.bfloat16)
+        bf16 = load_backend(options.model, Runtime("torch", "cpu", "bfloat16"), seed=0)
         arms["qa_predict_sorted_dynamic_bf16"] = lambda: decode(
-            post, examples, features, predict_logits(bf16_model, tokenizer, features, options.batch_size, "bf16")
+            post, examples, features, backend_logits(bf16, tokenizer, features, options.batch_size)
         )
     if not options.no_trainer:
         arms["trainer_padded_unsorted"] = lambda: trainer_predict(
@@ -192,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         }
     result = {
         "benchmark": "inference",
-        "command": "python bench/bench_inference.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.bench_inference " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": options.model,
         "data": f"{data_file.name}, first {len(examples)} questions, {len(features)} windows "
-                f"(mean {lengths.mean():.0f} tokens, max_seq_length {max_length}, doc_stride {answerer.settings['doc_stride']})",
+                f"(mean {lengths.mean():.0f} tokens, max_seq_length {max_length}, doc_stride {settings.doc_stride})",
         "batch_size": options.batch_size,
         "repetitions": options.reps,
         "torch_threads": torch.get_num_threads(),

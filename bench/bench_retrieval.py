@@ -1,7 +1,7 @@
 """Open-collection QA on a SQuAD-format file seen as a document collection (COVID-QA dev by default).
 
-    python bench/bench_retrieval.py                                  # retrieval only: bm25s vs rank-bm25
-    python bench/bench_retrieval.py --model /tmp/squad-qa --max_questions 100   # + end-to-end F1
+    python -m bench.bench_retrieval                                  # retrieval only: bm25s vs rank-bm25
+    python -m bench.bench_retrieval --model /tmp/squad-qa --max_questions 100   # + end-to-end F1
 
 Retrieval: every question is searched over the passages of all documents (100 words,
 25 overlap); recall@k = the share of questions whose gold document owns one of the top k
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+from bench import machine, publish
+from bench.collection import f1_of, load_collection
+from slmqa.inference.runtime import add_runtime_arguments, runtime_from_args
 
-from bench import machine, publish  # noqa: E402
-from collection import f1_of, load_collection  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = ROOT.parent / "shared" / "data"
 KS = (1, 3, 5, 8, 10, 20, 50)
@@ -40,7 +40,7 @@ def recall_at(ranked_documents: list[list[str]], gold: list[str]) -> dict:
 
 
 def with_bm25s(passages, questions) -> tuple[list[list[str]], dict]:
-    from retrieval import Retriever
+    from slmqa.serving.retrieval import Retriever
 
     started = time.perf_counter()
     retriever = Retriever(passages)
@@ -57,7 +57,7 @@ def with_bm25s(passages, questions) -> tuple[list[list[str]], dict]:
 def with_rank_bm25(passages, questions) -> tuple[list[list[str]], dict]:
     from rank_bm25 import BM25Okapi
 
-    from retrieval import terms, top_indices
+    from slmqa.serving.retrieval import terms, top_indices
 
     started = time.perf_counter()
     index = BM25Okapi([terms(p.text) or ["\x00"] for p in passages])
@@ -71,13 +71,15 @@ def with_rank_bm25(passages, questions) -> tuple[list[list[str]], dict]:
     return ranked, {"index_s": round(index_s, 3), "query_ms_median": round(1000 * statistics.median(seconds), 3)}
 
 
-def end_to_end(model: str, documents, queries, passages: int, backend: str) -> dict:
+def end_to_end(model: str, documents, queries, passages: int, runtime) -> dict:
     """EM/F1 of retrieval + reading against reading the gold document, same reader, same questions."""
-    from docqa import DocumentQA, Options
-    from documents import Passage
-    from retrieval import Hit
+    from dataclasses import asdict
 
-    qa = DocumentQA(model, "-", backend=backend, options=Options(passages=passages), documents=documents)
+    from slmqa.serving.docqa import DocumentQA, Options
+    from slmqa.serving.documents import Passage
+    from slmqa.serving.retrieval import Hit
+
+    qa = DocumentQA(model, "-", runtime=runtime, options=Options(passages=passages), documents=documents)
     started = time.perf_counter()
     open_answers = {}
     for query in queries:
@@ -94,7 +96,7 @@ def end_to_end(model: str, documents, queries, passages: int, backend: str) -> d
     gold_s = time.perf_counter() - started
     in_gold = sum(a.document == q.document for q in queries for a in qa.ask([q.question], top_k=1)[0].answers)
     return {
-        "backend": backend, "passages_read": passages, "settings": qa.settings.__dict__,
+        "backend": qa.backend.name, "passages_read": passages, "settings": asdict(qa.settings),
         "open_collection": {**f1_of(open_answers, queries), "seconds_per_question": round(open_s / len(queries), 3),
                             "top_answer_from_gold_document": round(in_gold / len(queries), 3)},
         "gold_context": {**f1_of(gold_answers, queries), "seconds_per_question": round(gold_s / len(queries), 3)},
@@ -102,14 +104,15 @@ def end_to_end(model: str, documents, queries, passages: int, backend: str) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    from documents import passages_of
+    from slmqa.serving.documents import passages_of
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_file", default=str(SHARED / "covid-qa-dev.json"))
     p.add_argument("--model", help="Also measure end-to-end EM/F1 with this model.")
     p.add_argument("--max_questions", type=int, help="End to end: only the first N questions (retrieval uses all).")
     p.add_argument("--passages", type=int, default=8, help="End to end: passages read per question.")
-    p.add_argument("--backend", default="onnx-int8")
+    add_runtime_arguments(p)
+    p.set_defaults(backend="onnx", dtype="int8")  # the fastest CPU runtime (bench/README.md)
     args = p.parse_args(argv)
     path = Path(args.data_file)
     if not path.is_file():
@@ -123,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         retrieval[name] = {**recall_at(ranked, gold), **timing}
     result = {
         "benchmark": "retrieval",
-        "command": " ".join(["python bench/bench_retrieval.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python -m bench.bench_retrieval", *(argv if argv is not None else sys.argv[1:])]),
         "data_file": str(path), "documents": len(documents), "passages": len(passages), "questions": len(queries),
         "passage_words": 100, "passage_overlap": 25, "retrieval": retrieval,
     }
     if args.model:
         chosen = queries[: args.max_questions]
-        result["end_to_end"] = {"questions": len(chosen), **end_to_end(args.model, documents, chosen, args.passages, args.backend)}
+        result["end_to_end"] = {"questions": len(chosen), **end_to_end(args.model, documents, chosen, args.passages, runtime_from_args(args))}
     publish({**result, "machine": machine()}, "retrieval")
     return 0
 

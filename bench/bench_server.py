@@ -1,7 +1,7 @@
 """The server under load on loopback: requests/s and latency at 1, 4 and 16 concurrent clients.
 
-    python bench/bench_server.py --model /tmp/squad-qa --data_file ../shared/data/covid-qa-dev.json \
-        --backend onnx-int8 --requests 64
+    python -m bench.bench_server --model /tmp/squad-qa --data_file ../shared/data/covid-qa-dev.json \
+        --backend onnx --dtype int8 --requests 64
 
 Starts `serve.py` as its own process on a free loopback port (the data file's folder
 copy is the document collection), then for each concurrency level sends `--requests`
@@ -23,11 +23,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+from bench import machine, publish
+from bench.collection import load_collection, percentiles
+from slmqa.inference.runtime import add_runtime_arguments, runtime_from_args
 
-from bench import machine, publish  # noqa: E402
-from collection import load_collection, percentiles  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--data_file", required=True, help="SQuAD-format file: its contexts are served, its questions asked.")
-    p.add_argument("--backend", default="onnx-int8")
+    add_runtime_arguments(p)
+    p.set_defaults(backend="onnx", dtype="int8")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--requests", type=int, default=64, help="Requests per concurrency level.")
     p.add_argument("--max_batch", type=int, default=8)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         shutil.copy(data_file, Path(folder) / data_file.name)
         command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, "--documents", folder, "--port", str(port),
-                   "--backend", args.backend, "--max_batch", str(args.max_batch), "--log_level", "warning"]
+                   "--backend", args.backend, "--device", args.device, "--dtype", args.dtype, "--max_batch", str(args.max_batch), "--log_level", "warning"]
         server = subprocess.Popen(command, cwd=ROOT)
         try:
             health = wait_until_up(url, server)
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(30)
     publish({
         "benchmark": "server",
-        "command": " ".join(["python bench/bench_server.py", *(argv if argv is not None else sys.argv[1:])]),
-        "model": args.model, "data_file": str(data_file), "backend": args.backend, "max_batch": args.max_batch,
+        "command": " ".join(["python -m bench.bench_server", *(argv if argv is not None else sys.argv[1:])]),
+        "model": args.model, "data_file": str(data_file), "backend": runtime_from_args(args).name, "max_batch": args.max_batch,
         "server": {k: v for k, v in health.items() if k != "served"}, "levels": levels, "machine": machine(),
     }, "server")
     return 0

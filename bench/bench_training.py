@@ -1,7 +1,7 @@
 """Training throughput: pad-to-max + random batches vs dynamic padding (random or length-grouped batches, fp32 or bf16).
 
-    python bench/bench_training.py [--steps 40] [--reps 2] [--quick]
-    python bench/bench_training.py --arms dynamic_random dynamic_random_bf16    # bf16 autocast vs fp32
+    python -m bench.bench_training [--steps 40] [--reps 2] [--quick]
+    python -m bench.bench_training --arms dynamic_random dynamic_random_bf16    # bf16 autocast vs fp32
 
 Every arm trains the offline MiniLM with run_qa.py for the same number of optimizer steps on
 PolicyQA (../shared/data/policyqa-dev.json split by article: 16 to train, 4 to evaluate),
@@ -24,10 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import RESULTS, bf16_flags, machine, publish
 
-from bench import RESULTS, bf16_flags, machine, publish  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data" / "policyqa-dev.json"
 BASE_MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = median[baseline_arm]
     result = {
         "benchmark": "training throughput",
-        "command": "python bench/bench_training.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.bench_training " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": "policyqa-dev.json split by article: 16 train / 4 eval",
         "model": "all-MiniLM-L6-v2 (offline)",
         "steps": steps,

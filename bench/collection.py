@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from documents import Document, squad_contexts
-from postprocess import squad_v1_scores
-from preprocess import read_records
+from slmqa.data.formats import read_records
+from slmqa.decoding.squad_metrics import squad_v1_scores
+from slmqa.serving.documents import Document, squad_contexts
 
 
 @dataclass(frozen=True)

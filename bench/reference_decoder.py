@@ -1,8 +1,8 @@
 """Reference span decoder: the "classic" n-best algorithm written as plain per-window loops.
 
-This is the yardstick that `postprocess.decode_predictions` (vectorised over windows) is
+This is the yardstick that `slmqa.decoding.predictions.decode_predictions` (vectorised over windows) is
 checked and timed against. It is written for clarity, one window, one start and one end
-at a time, following the semantics stated in the docstring of `postprocess.decode_spans`:
+at a time, following the semantics stated in the docstring of `slmqa.decoding.spans.decode_spans`:
 
 1. In every window, tokens whose offset is [-1, -1] (question, special tokens, padding)
    get start and end logit -inf; only the first len(offset_mapping) logits of a feature
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-# Same value and meaning as postprocess.NO_SPAN_NULL_ODDS (the tests check they agree).
+# Same value and meaning as slmqa.decoding.predictions.NO_SPAN_NULL_ODDS (the tests check they agree).
 NO_SPAN_NULL_ODDS = 1e6
 NBEST_KEYS = ("text", "probability", "score", "start_logit", "end_logit", "start_char", "end_char")
 
@@ -97,7 +97,7 @@ def softmax_entries(entries: list[dict]) -> list[dict]:
 
 
 class ReferenceDecoded:
-    """Same fields as postprocess.Decoded."""
+    """Same fields as slmqa.decoding.predictions.Decoded."""
 
     def __init__(self):
         self.predictions: dict[str, str] = {}

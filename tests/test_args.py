@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from args import ConfigError, parse_args
-from conftest import ROOT
+import run_qa
+from args import parse_args
+from slmqa.errors import ConfigError
+from tests.helpers import run_qa as run_qa_in_process
 
 
 def write_config(tmp_path, **values):
@@ -68,22 +68,22 @@ def test_invalid_values_are_config_errors(tmp_path):
         parse_args([str(bad)])
 
 
-def test_help_lists_every_group():
-    result = subprocess.run([sys.executable, "run_qa.py", "-h"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0
+def test_help_opens_with_a_short_usage_then_lists_every_group(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_qa.main(["-h"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    usage, description = text.split("\n\n")[:2]
+    assert usage.startswith("usage: python run_qa.py [config.json]") and len(usage.splitlines()) <= 2
+    assert description.startswith("Train and evaluate an extractive question-answering model.")
     for heading in ("model:", "data:", "lora:", "training (transformers.TrainingArguments):"):
-        assert heading in result.stdout
+        assert heading in text
     for option in ("--model_name_or_path", "--doc_stride", "--null_score_diff_threshold", "--lora_r", "--learning_rate"):
-        assert option in result.stdout
+        assert option in text
 
 
 def test_run_qa_reports_config_errors_without_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "run_qa.py", write_config(tmp_path, bogus_option=1)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    output = result.stdout + result.stderr
+    output = run_qa_in_process(write_config(tmp_path, bogus_option=1), expect=2)
     assert "bogus_option" in output and "Traceback" not in output
 
 
@@ -108,10 +108,31 @@ def test_keep_answerless_windows_option(tmp_path):
 
 def test_training_batches_are_random_by_default_and_length_grouping_is_opt_in():
     """Random batches stay the default: length grouping cost the mock demo 10.7 EM (bench/README.md)."""
-    from args import parse_args
-
     *_, training = parse_args(["--train_file", "t.json", "--output_dir", "/tmp/x"])
     assert training.train_sampling_strategy == "random"
     *_, training = parse_args(["--train_file", "t.json", "--output_dir", "/tmp/x", "--train_sampling_strategy",
                                "group_by_length"])
     assert training.train_sampling_strategy == "group_by_length"
+
+
+def test_window_and_decoding_defaults_are_the_librarys(tmp_path):
+    """One source of defaults: run_qa.py's options are QASettings' and ColumnMap's."""
+    from dataclasses import asdict
+
+    from slmqa.data.columns import ColumnMap
+    from slmqa.settings import DEFAULTS
+
+    _, data, _, _ = parse_args([write_config(tmp_path)])
+    assert data.settings() == DEFAULTS and asdict(DEFAULTS)["max_answer_length"] == data.max_answer_length
+    assert data.columns() == ColumnMap()
+    _, mapped, _, _ = parse_args([write_config(tmp_path), "--question_column", "query", "--answer_start_column", "s",
+                                  "--max_seq_length", "256", "--version_2_with_negative"])
+    assert mapped.columns() == ColumnMap(question="query", answer_start="s")
+    assert mapped.settings().max_seq_length == 256 and mapped.settings().version_2_with_negative
+    _, auto, _, _ = parse_args([write_config(tmp_path, max_answer_length="auto")])
+    assert auto.settings().max_answer_length == DEFAULTS.max_answer_length  # stands in until resolved from the data
+
+
+def test_strict_means_no_defect_is_tolerated(tmp_path):
+    assert parse_args([write_config(tmp_path)])[1].max_bad_fraction == 0.01
+    assert parse_args([write_config(tmp_path), "--strict"])[1].max_bad_fraction == 0.0

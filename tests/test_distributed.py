@@ -1,4 +1,4 @@
-"""Two processes (torchrun / accelerate launch, gloo on CPU) give the same evaluation as one."""
+"""Two processes (torchrun / accelerate launch, gloo on CPU) give the same evaluation as one (run in-process)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_record, write_flat
+from tests.helpers import ROOT, make_record, run_qa, write_flat
+
+pytestmark = pytest.mark.subprocess
 
 
 def launch(launcher: list[str], args: list, log: Path) -> None:
@@ -50,7 +52,7 @@ def test_two_processes_match_one(tiny_model_dir, uneven_dataset, tmp_path):
     assert "processes: 2" in log
 
     one = tmp_path / "one"
-    launch([sys.executable], ["--model_name_or_path", two, "--do_eval", "--output_dir", one, *common], tmp_path / "one.log")
+    run_qa("--model_name_or_path", two, "--do_eval", "--output_dir", one, *common)
     two_eval = json.loads((two / "eval_results.json").read_text())
     one_eval = json.loads((one / "eval_results.json").read_text())
     for key in ("eval_exact_match", "eval_f1", "eval_examples", "eval_features"):
@@ -77,6 +79,6 @@ def test_two_processes_with_grouped_training_sampler_match_one(tiny_model_dir, u
            [*common, "--output_dir", two, "--train_sampling_strategy", "group_by_length"], tmp_path / "two.log")
     assert "processes: 2" in (tmp_path / "two.log").read_text()
     one = tmp_path / "one"
-    launch([sys.executable], [*common, "--output_dir", one], tmp_path / "one.log")
+    run_qa(*common, "--output_dir", one)
     for name in ("eval_predictions.json", "eval_nbest_predictions.json"):
         assert (two / name).read_bytes() == (one / name).read_bytes(), name

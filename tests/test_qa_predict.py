@@ -1,4 +1,4 @@
-"""qa_predict.py: base vs tuned side by side, adapters, no-answer output, decoding settings, device and dtype."""
+"""qa_predict.py: base vs tuned side by side, adapters, no-answer output, settings, and one runtime vocabulary in every mode."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import qa_predict
-from conftest import make_record, write_flat
+from slmqa.inference import backends
+from tests.document_helpers import document_folder
+from tests.helpers import make_record, run_main, write_flat
 
 
 def write_json(path, content):
@@ -106,8 +108,11 @@ def test_lora_adapter_directory_loads_as_tuned_model(tiny_model_dir, labeled_fil
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+    from slmqa.modeling.loading import quiet_peft
+
     base = AutoModelForQuestionAnswering.from_pretrained(tiny_model_dir)
-    peft_model = get_peft_model(base, LoraConfig(task_type=TaskType.QUESTION_ANS, r=2, target_modules=["query", "value"]))
+    with quiet_peft():
+        peft_model = get_peft_model(base, LoraConfig(task_type=TaskType.QUESTION_ANS, r=2, target_modules=["query", "value"]))
     adapter_dir = tmp_path / "adapter"
     peft_model.save_pretrained(adapter_dir)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(adapter_dir)
@@ -144,93 +149,11 @@ def test_missing_inputs_are_clear_errors(tiny_model_dir, caplog):
     assert "--base_model and/or --tuned_model" in caplog.text
 
 
-# --------------------------------------------------------------------------- decoding settings
-
-DEFAULTS = {"max_seq_length": 384, "doc_stride": 128, "max_answer_length": 30, "n_best_size": 20,
-            "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
-NO_FLAGS = dict.fromkeys(DEFAULTS)
-
-
 def qa_settings(**values):
     settings = {"max_seq_length": 192, "doc_stride": 48, "max_answer_length": 50, "n_best_size": 7,
                 "version_2_with_negative": True, "null_score_diff_threshold": -1.5,
                 "threshold_source": "best_f1_thresh on the validation split"}
     return {**settings, **values}
-
-
-def test_decoding_settings_defaults_match_run_qa(tmp_path):
-    from args import DataTrainingArguments
-
-    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
-    assert values == DEFAULTS
-    reference = DataTrainingArguments(validation_file="x")
-    assert values == {name: getattr(reference, name) for name in DEFAULTS}
-    assert set(sources.values()) == {"default"}
-    # A Hub id is no directory: nothing to read, no error.
-    assert qa_predict.decoding_settings(NO_FLAGS, "sentence-transformers/all-MiniLM-L6-v2")[0] == DEFAULTS
-    assert qa_predict.decoding_settings(NO_FLAGS, None)[0] == DEFAULTS
-
-
-def test_decoding_settings_resolution_order(tmp_path):
-    run_args = {"ModelArguments": {"model_name_or_path": "m"},
-                "DataTrainingArguments": {"train_file": "t.json", "max_seq_length": 256, "doc_stride": 64,
-                                          "max_answer_length": 40, "version_2_with_negative": False,
-                                          "null_score_diff_threshold": 0.0}}  # n_best_size missing
-    write_json(tmp_path / "run_args.json", run_args)
-    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
-    assert values == {**DEFAULTS, "max_seq_length": 256, "doc_stride": 64, "max_answer_length": 40}
-    assert sources == {**dict.fromkeys(DEFAULTS, "run_args.json"), "n_best_size": "default"}
-
-    # qa_settings.json beats run_args.json; its threshold_source is named with the threshold.
-    write_json(tmp_path / "qa_settings.json", qa_settings())
-    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
-    assert values == {k: v for k, v in qa_settings().items() if k != "threshold_source"}
-    assert sources == {**dict.fromkeys(DEFAULTS, "qa_settings.json"),
-                       "null_score_diff_threshold": "qa_settings.json: best_f1_thresh on the validation split"}
-
-    # An explicit flag beats both, also a False that switches v2 off and a 0.0 threshold.
-    flags = {**NO_FLAGS, "max_seq_length": 128, "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
-    values, sources = qa_predict.decoding_settings(flags, str(tmp_path))
-    assert (values["max_seq_length"], values["version_2_with_negative"], values["null_score_diff_threshold"]) == (
-        128, False, 0.0)
-    assert [sources[k] for k in ("max_seq_length", "version_2_with_negative", "null_score_diff_threshold")] == [
-        "flag"] * 3
-    assert (values["doc_stride"], sources["doc_stride"]) == (48, "qa_settings.json")
-
-    # A setting missing from qa_settings.json falls through to run_args.json, then to the default.
-    write_json(tmp_path / "qa_settings.json", {"null_score_diff_threshold": 2})
-    values, sources = qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
-    assert values["null_score_diff_threshold"] == 2.0 and isinstance(values["null_score_diff_threshold"], float)
-    assert sources["null_score_diff_threshold"] == "qa_settings.json"
-    assert (values["max_seq_length"], sources["max_seq_length"]) == (256, "run_args.json")
-    assert sources["n_best_size"] == "default"
-
-
-def test_decoding_settings_conflict_names_sources(tmp_path):
-    write_json(tmp_path / "run_args.json", {"DataTrainingArguments": {"doc_stride": 128}})
-    with pytest.raises(qa_predict.ConfigError, match=r"doc_stride \(128, run_args.json\).*max_seq_length \(64, flag\)"):
-        qa_predict.decoding_settings({**NO_FLAGS, "max_seq_length": 64}, str(tmp_path))
-
-
-@pytest.mark.parametrize(
-    "name, content",
-    [
-        ("qa_settings.json", "{not json"),
-        ("qa_settings.json", "[384, 128]"),
-        ("qa_settings.json", {"max_seq_length": "384"}),
-        ("qa_settings.json", {"version_2_with_negative": 1}),
-        ("qa_settings.json", {"null_score_diff_threshold": True}),
-        ("qa_settings.json", '{"null_score_diff_threshold": NaN}'),
-        ("qa_settings.json", {"threshold_source": 3}),
-        ("run_args.json", "{"),
-        ("run_args.json", {"DataTrainingArguments": []}),
-        ("run_args.json", {"DataTrainingArguments": {"doc_stride": 1.5}}),
-    ],
-)
-def test_malformed_settings_file_is_config_error(tmp_path, name, content):
-    path = write_json(tmp_path / name, content)
-    with pytest.raises(qa_predict.ConfigError, match=str(path)):
-        qa_predict.decoding_settings(NO_FLAGS, str(tmp_path))
 
 
 def test_malformed_settings_file_stops_main(tmp_path, labeled_file, caplog):
@@ -263,7 +186,7 @@ def with_settings(model_dir, tmp_path, name, **settings):
 
 
 def test_tuned_model_settings_are_used_for_both_models(silent_model_dir, long_context_file, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="qa_predict")
+    caplog.set_level(logging.INFO, logger="slmqa")
     # The silent model's null score ties with every span: the threshold alone decides.
     refusing = with_settings(silent_model_dir, tmp_path, "refusing", null_score_diff_threshold=-1.0)
     report = run_report(tmp_path, "--base_model", silent_model_dir, "--tuned_model", refusing,
@@ -302,66 +225,27 @@ def test_base_model_settings_are_read_when_alone(silent_model_dir, long_context_
     assert report["settings"]["from"] == str(refusing)
 
 
-# --------------------------------------------------------------------------- device and dtype
-
-
-@pytest.mark.parametrize(
-    "requested, dtype, quantize, cuda_devices, expected",
-    [
-        ("auto", "float32", None, 0, "cpu"),
-        ("auto", "bfloat16", None, 0, "cpu"),
-        ("auto", "float16", None, 1, "cuda"),
-        ("auto", "float32", "int8", 2, "cpu"),  # int8 kernels are CPU-only: auto picks the CPU
-        ("cpu", "bfloat16", None, 1, "cpu"),
-        ("cuda", "float32", None, 1, "cuda"),
-        ("cuda:1", "bfloat16", None, 2, "cuda:1"),
-    ],
-)
-def test_resolve_device(requested, dtype, quantize, cuda_devices, expected):
-    assert qa_predict.resolve_device(requested, dtype, quantize, cuda_devices) == expected
-
-
-@pytest.mark.parametrize(
-    "requested, dtype, quantize, cuda_devices, message",
-    [
-        ("cuda", "float32", None, 0, "CUDA is not available"),
-        ("cuda:0", "float32", None, 0, "CUDA is not available"),
-        ("cuda:2", "float32", None, 2, "only 2 CUDA device"),
-        ("cpu", "float16", None, 1, "float16 is not supported on the CPU"),
-        ("auto", "float16", None, 0, "float16 is not supported on the CPU"),
-        ("cpu", "bfloat16", "int8", 0, "float32 only"),
-        ("cuda", "float32", "int8", 1, "on the CPU in float32 only, not on cuda"),
-    ],
-)
-def test_resolve_device_refuses(requested, dtype, quantize, cuda_devices, message):
-    with pytest.raises(qa_predict.ConfigError, match=message):
-        qa_predict.resolve_device(requested, dtype, quantize, cuda_devices)
-
-
-def test_bad_device_name_is_a_usage_error():
-    with pytest.raises(SystemExit) as exit_info:
-        qa_predict.build_parser().parse_args(["--device", "gpu"])
-    assert exit_info.value.code == 2
+# --------------------------------------------------------------------------- runtime: --backend/--device/--dtype
 
 
 @pytest.mark.parametrize("native_bf16", [False, True])
 def test_cpu_bfloat16_predicts(tiny_model_dir, labeled_file, tmp_path, monkeypatch, caplog, native_bf16):
     """It predicts either way; where the CPU has no bfloat16 instructions it warns that bf16 is emulated."""
-    monkeypatch.setattr(qa_predict, "cpu_has_native_bf16", lambda: native_bf16)
-    caplog.set_level(logging.WARNING, logger="qa_predict")
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: native_bf16)
+    caplog.set_level(logging.WARNING, logger="slmqa")
     seen = []
-    real_predict_logits = qa_predict.predict_logits
+    real_logits = backends.TorchBackend.logits
 
-    def spy(model, *args, **kwargs):
-        parameter = next(model.parameters())
+    def spy(self, batch):
+        parameter = next(self.model.parameters())
         seen.append((parameter.device.type, parameter.dtype))
-        return real_predict_logits(model, *args, **kwargs)
+        return real_logits(self, batch)
 
-    monkeypatch.setattr(qa_predict, "predict_logits", spy)
+    monkeypatch.setattr(backends.TorchBackend, "logits", spy)
     report = run_report(tmp_path, "--tuned_model", tiny_model_dir, "--data_file", labeled_file, "--device", "cpu",
                         "--dtype", "bfloat16", "--max_seq_length", "64", "--doc_stride", "16")
-    assert seen == [("cpu", torch.bfloat16)]
-    assert report["runtime"] == {"device": "cpu", "dtype": "bfloat16", "quantize": None}
+    assert set(seen) == {("cpu", torch.bfloat16)}
+    assert report["runtime"] == {"backend": "torch", "device": "cpu", "dtype": "bfloat16"}
     warned = any("emulated and many times slower" in record.getMessage() for record in caplog.records)
     assert warned == (not native_bf16)
     contexts = {r["id"]: r["context"] for r in json.loads(labeled_file.read_text())["data"]}
@@ -374,7 +258,20 @@ def test_default_device_is_cpu_without_cuda(tiny_model_dir, labeled_file, tmp_pa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     report = run_report(tmp_path, "--tuned_model", tiny_model_dir, "--data_file", labeled_file,
                         "--max_seq_length", "64", "--doc_stride", "16")
-    assert report["runtime"] == {"device": "cpu", "dtype": "float32", "quantize": None}
+    assert report["runtime"] == {"backend": "torch", "device": "cpu", "dtype": "float32"}
+
+
+@pytest.mark.parametrize("backend, dtype", [("torch", "int8"), ("onnx", "float32"), ("onnx", "int8")])
+def test_every_backend_answers_every_question(tiny_model_dir, labeled_file, tmp_path, backend, dtype):
+    import shutil
+
+    model = tmp_path / "model"  # a private copy: the ONNX export is cached beside it
+    shutil.copytree(tiny_model_dir, model)
+    report = run_report(tmp_path, "--tuned_model", model, "--data_file", labeled_file, "--backend", backend,
+                        "--dtype", dtype, "--max_seq_length", "64", "--doc_stride", "16")
+    assert report["runtime"] == {"backend": backend, "device": "cpu", "dtype": dtype}
+    assert len(report["predictions"]) == 7
+    assert {"exact_match", "f1"} <= set(report["models"]["tuned"]["metrics"])
 
 
 @pytest.mark.parametrize(
@@ -384,19 +281,86 @@ def test_default_device_is_cpu_without_cuda(tiny_model_dir, labeled_file, tmp_pa
         (["--dtype", "float16"], "float16 is not supported on the CPU"),
         (["--device", "cuda"], "CUDA is not available"),
         (["--device", "cuda:1"], "CUDA is not available"),
-        (["--quantize", "int8", "--dtype", "bfloat16"], "float32 only"),
+        (["--backend", "onnx", "--dtype", "bfloat16"], "--backend onnx runs float32 or int8, not bfloat16"),
+        (["--quantize", "int8"], "--quantize int8 is now --dtype int8"),
     ],
 )
-def test_impossible_device_settings_stop_main(tiny_model_dir, labeled_file, monkeypatch, caplog, flags, message):
+def test_impossible_runtime_settings_stop_main(tiny_model_dir, labeled_file, tmp_path, monkeypatch, caplog, flags, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--data_file", str(labeled_file), *flags]) == 2
-    assert message in caplog.text
+    folder = document_folder(tmp_path)
+    for mode in (["--data_file", str(labeled_file)], ["--documents", str(folder), "--question", "Which torque?"]):
+        caplog.clear()
+        assert qa_predict.main(["--tuned_model", str(tiny_model_dir), *mode, *flags]) == 2
+        assert message in caplog.text
 
 
-def test_quantize_on_cuda_is_refused_before_loading(tiny_model_dir, labeled_file, monkeypatch, caplog):
+def test_int8_on_cuda_is_refused_before_loading(tiny_model_dir, labeled_file, monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(qa_predict, "load_model", lambda *a, **k: pytest.fail("model loaded despite the error"))
+    monkeypatch.setattr(backends, "load_model", lambda *a, **k: pytest.fail("model loaded despite the error"))
     assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--data_file", str(labeled_file),
-                            "--quantize", "int8", "--device", "cuda"]) == 2
-    assert "not on cuda" in caplog.text
+                            "--dtype", "int8", "--device", "cuda"]) == 2
+    assert "int8 kernels run only on the CPU" in caplog.text
+
+
+# --------------------------------------------------------------------------- --documents
+
+
+def test_documents_answers_each_question_with_its_source(tmp_path, tiny_model_dir):
+    report = tmp_path / "answers.json"
+    printed = run_main(qa_predict.main, ["--tuned_model", tiny_model_dir, "--documents", document_folder(tmp_path),
+                                         "--question", "What is the torque setting of the CM-7?", "--question",
+                                         "How fast is the F-2 fan?", "--top_k", "2", "--output_file", report])
+    assert "Q: What is the torque setting of the CM-7?" in printed and "chars" in printed
+    assert "Building index" not in printed and "DEBUG" not in printed  # bm25s keeps its debug lines to itself
+    content = json.loads(report.read_text())
+    assert len(content["readings"]) == 2 and content["documents"]["documents"] == 6
+    assert content["documents"]["backend"] == "torch"
+    for reading in content["readings"]:
+        assert 1 <= len(reading["answers"]) <= 2
+        assert all(set(a) >= {"text", "document", "start", "end", "passage"} for a in reading["answers"])
+
+
+def test_documents_honour_the_runtime_and_the_decoding_flags(tmp_path, tiny_model_dir):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    report = tmp_path / "answers.json"
+    folder = document_folder(tmp_path)
+    question = ["--question", "What is the torque setting of the CM-7?"]
+    run_main(qa_predict.main, ["--tuned_model", model, "--documents", folder, *question,
+                               "--backend", "onnx", "--dtype", "int8", "--output_file", report])
+    assert json.loads(report.read_text())["documents"]["backend"] == "onnx-int8"
+    # A threshold no span beats: every passage abstains, as a v2 model with that threshold would.
+    run_main(qa_predict.main, ["--tuned_model", model, "--documents", folder, *question,
+                               "--version_2_with_negative", "--null_score_diff_threshold=-1e9", "--output_file", report])
+    content = json.loads(report.read_text())
+    assert content["readings"][0]["no_answer"] and content["documents"]["settings_source"] == "flags"
+
+
+def test_documents_interactive_and_errors(tmp_path, tiny_model_dir, capsys, caplog, monkeypatch):
+    folder = document_folder(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("Where is the compressor?\n\n"))
+    assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--documents", str(folder), "--interactive"]) == 0
+    assert "Q: Where is the compressor?" in capsys.readouterr().out
+    assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--documents", str(tmp_path / "none"), "--question", "x"]) == 2
+    assert "not found" in caplog.text
+    assert qa_predict.main(["--documents", str(folder), "--question", "x"]) == 2
+
+
+# --------------------------------------------------------------------------- column mapping
+
+
+def test_data_with_its_own_column_names_is_compared(tiny_model_dir, tmp_path):
+    rows = [{"qid": f"q{i}", "query": f"How fast does pump P-{i} run?", "passage": f"The pump P-{i} runs at {100 + i} rpm.",
+             "reply": f"{100 + i} rpm"} for i in range(4)]
+    rows.append({"qid": "broken", "query": "", "passage": "Text.", "reply": "x"})
+    data = write_flat(tmp_path / "mapped.json", rows)
+    mapping = ["--id_column", "qid", "--question_column", "query", "--context_column", "passage", "--answer_column", "reply"]
+    report = run_report(tmp_path, "--tuned_model", tiny_model_dir, "--data_file", data, *mapping, "--max_seq_length", "64",
+                        "--doc_stride", "16")
+    assert sorted(report["predictions"]) == ["q0", "q1", "q2", "q3"] and report["examples"] == 4
+    assert {"exact_match", "f1"} <= set(report["models"]["tuned"]["metrics"])
+    assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--data_file", str(data), "--max_seq_length", "64",
+                            "--doc_stride", "16"]) == 2  # without the mapping no record has a question

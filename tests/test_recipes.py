@@ -7,7 +7,7 @@ import json
 import pytest
 
 from args import DataTrainingArguments, LoraArguments, ModelArguments, QATrainingArguments, parse_args
-from conftest import ROOT
+from tests.helpers import ROOT
 
 RECIPES = ROOT / "recipes"
 GENERAL = RECIPES / "general-qa.json"

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT
-from test_run_qa import common_args, run_qa
+import pytest
+
+from tests.helpers import ROOT, common_args, run_qa
 
 
 def train_args(model, data, out) -> list:
@@ -18,6 +19,7 @@ def train_args(model, data, out) -> list:
             "--learning_rate", 5e-4, "--logging_steps", 5]
 
 
+@pytest.mark.subprocess
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny_model_dir, small_dataset, tmp_path):
     reference = tmp_path / "reference"
     run_qa(*train_args(tiny_model_dir, small_dataset, reference))
@@ -72,36 +74,3 @@ def test_changed_arguments_are_reported_before_resuming(tiny_model_dir, small_da
     output = run_qa(*base, "--max_steps", 4, expect=2)
     assert "train_file_sha256:" in output
     run_qa(*base, "--max_steps", 4, "--overwrite_output_dir")
-
-
-def fake_checkpoint(folder, *weights: str, state: str = "{}"):
-    folder.mkdir(parents=True)
-    (folder / "trainer_state.json").write_text(state, encoding="utf-8")
-    for name in weights:
-        target = folder / name
-        if name.endswith("/"):
-            target.mkdir(parents=True)
-        else:
-            target.write_bytes(b"x")
-    return folder
-
-
-def test_sharded_fsdp_and_deepspeed_checkpoints_are_complete(tmp_path):
-    from run_qa import is_complete_checkpoint, last_complete_checkpoint
-
-    complete = {
-        "single": ["model.safetensors"],
-        "sharded": ["model.safetensors.index.json", "model-00001-of-00002.safetensors"],
-        "sharded_bin": ["pytorch_model.bin.index.json"],
-        "fsdp": ["pytorch_model_fsdp_0/"],
-        "deepspeed": ["global_step7/"],
-        "adapter": ["adapter_model.safetensors"],
-    }
-    for name, weights in complete.items():
-        assert is_complete_checkpoint(fake_checkpoint(tmp_path / name, *weights)), name
-    assert not is_complete_checkpoint(fake_checkpoint(tmp_path / "no-weights"))
-    assert not is_complete_checkpoint(fake_checkpoint(tmp_path / "torn", "model.safetensors", state="{trunc"))
-    run = tmp_path / "run"
-    fake_checkpoint(run / "checkpoint-10", "model.safetensors.index.json")
-    fake_checkpoint(run / "checkpoint-20", "model.safetensors.index.json", state="{")
-    assert last_complete_checkpoint(run) == run / "checkpoint-10"

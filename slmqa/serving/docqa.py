@@ -1,0 +1,114 @@
+"""Ask a folder of documents: read it, index its passages, retrieve and read them per question.
+
+One `DocumentQA` is built once (model, tokenizer, settings, BM25 index) and then answers
+any number of questions; serve.py keeps one for the server's lifetime and qa_predict.py
+`--documents` uses the same object, so both give the same answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmqa.inference.backends import load_backend
+from slmqa.inference.runtime import Runtime
+from slmqa.modeling.loading import load_tokenizer
+from slmqa.serving.documents import Document, FolderReport, passages_of, read_folder
+from slmqa.serving.reader import Reader, Reading
+from slmqa.serving.retrieval import Retriever
+from slmqa.settings import QASettings, model_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOP_K = 3
+DEFAULT_PASSAGES = 8
+PASSAGE_WORDS = 100
+PASSAGE_OVERLAP = 25
+
+
+@dataclass(frozen=True)
+class Options:
+    """How many passages a question reads, how passages are cut, and the reader's batch size."""
+
+    passages: int = DEFAULT_PASSAGES
+    passage_words: int = PASSAGE_WORDS
+    passage_overlap: int = PASSAGE_OVERLAP
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.passages < 1 or self.batch_size < 1:
+            raise ValueError(f"passages and batch_size must be >= 1; got {self.passages}, {self.batch_size}.")
+        if not 0 <= self.passage_overlap < self.passage_words:
+            raise ValueError(f"Need 0 <= passage_overlap < passage_words; got {self.passage_overlap}, {self.passage_words}.")
+
+
+class DocumentQA:
+    """A model over an indexed document collection."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        documents_dir: str | Path,
+        runtime: Runtime = Runtime(),
+        options: Options = Options(),
+        documents: list[Document] | None = None,
+        settings: QASettings | None = None,
+    ):
+        """`settings`: how to read (windows, answer length, threshold); by default the model's own."""
+        started = time.perf_counter()
+        runtime = runtime.resolve()  # a combination that cannot run fails before the folder is read
+        self.model_dir, self.documents_dir, self.options = Path(model_dir), Path(documents_dir), options
+        if settings is None:
+            settings, self.settings_source = model_settings(model_dir)
+        else:
+            self.settings_source = "flags"
+        self.settings: QASettings = settings
+        logger.info("Reading settings from %s: %s", self.settings_source, self.settings.describe())
+        if documents is None:
+            documents, self.folder_report = read_folder(documents_dir)
+        else:
+            self.folder_report = FolderReport(documents=len(documents))
+        self.documents = {document.name: document for document in documents}
+        self.passages = passages_of(documents, options.passage_words, options.passage_overlap)
+        self.retriever = Retriever(self.passages)
+        tokenizer = load_tokenizer(model_dir)
+        self.backend = load_backend(model_dir, runtime)
+        self.reader = Reader(tokenizer, self.backend, self.settings, options.batch_size)
+        logger.info(
+            "Ready: %d documents, %d passages, backend %s (%.1fs)",
+            len(self.documents), len(self.passages), self.backend.name, time.perf_counter() - started,
+        )
+
+    def ask(self, questions: list[str], top_k: int = DEFAULT_TOP_K) -> list[Reading]:
+        """The top_k answers to each question (all questions read in one batch of windows)."""
+        hits = [self.retriever.search(question, self.options.passages) for question in questions]
+        return self.reader.read(questions, hits, top_k)
+
+    def fits(self, question: str) -> bool:
+        return self.reader.fits(question)
+
+    def describe(self) -> dict:
+        """What is loaded, for /health and logs (names and counts only: no paths from requests)."""
+        return {
+            "documents": len(self.documents),
+            "passages": len(self.passages),
+            "backend": self.reader.backend.name,
+            "settings_source": Path(self.settings_source).name,
+            "version_2_with_negative": self.settings.version_2_with_negative,
+            "skipped_files": dict(self.folder_report.skipped),
+        }
+
+
+def format_reading(reading: Reading, context_chars: int = 80) -> str:
+    """A reading as text for a terminal: each answer with its document, offsets and the words around it."""
+    lines = [f"Q: {reading.question}"]
+    if reading.no_answer:
+        lines.append(f"  (no answer; {reading.passages_read} passages read)")
+    for rank, answer in enumerate(reading.answers, start=1):
+        before = answer.passage[max(0, answer.answer_start - context_chars) : answer.answer_start]
+        after = answer.passage[answer.answer_end : answer.answer_end + context_chars]
+        lines.append(f"  {rank}. {answer.text}  ({answer.document}, chars {answer.start}-{answer.end}, score {answer.score:.2f})")
+        lines.append("     …" + " ".join(f"{before}[{answer.text}]{after}".split()) + "…")
+    return "\n".join(lines)
