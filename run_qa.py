@@ -39,7 +39,7 @@ def configure_logging(training_args) -> None:
     """Ours and the Trainer's progress lines at INFO on the main process; replicas only warn; libraries quiet."""
     level = training_args.get_process_log_level()
     ours = logging.INFO if training_args.should_log and level >= logging.INFO else level
-    setup_logging(ours, library_level=max(level, logging.WARNING), timestamps=True)
+    setup_logging(ours, library_level=level, timestamps=True)  # --log_level info/debug opens the libraries up too
     import transformers
 
     transformers.utils.logging.get_logger("transformers.trainer").setLevel(ours)
