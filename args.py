@@ -19,7 +19,6 @@ from pathlib import Path
 from transformers import HfArgumentParser, TrainingArguments
 
 from slmqa.data.columns import ColumnMap
-from slmqa.data.splits import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG  # noqa: F401 (run_qa.py reads them here)
 from slmqa.errors import ConfigError
 from slmqa.settings import DEFAULTS, QASettings, check_window
 

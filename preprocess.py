@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from args import DEFAULT_BASE_MODEL, DEFAULT_SEED, SPLIT_FILE_ARG, DataTrainingArguments, add_column_options
+from args import DEFAULT_BASE_MODEL, DEFAULT_SEED, DataTrainingArguments, add_column_options
 from slmqa.data.checks import RecordChecker, SplitReport, dropped_by_kind
 from slmqa.data.formats import read_records
+from slmqa.data.splits import SPLIT_FILE_ARG
 from slmqa.data.windows import (
     ANSWER_LENGTH_PERCENTILE,
     WINDOW_COLUMN,

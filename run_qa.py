@@ -19,10 +19,11 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from args import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG, parse_args, resolved_arguments
+from args import parse_args, resolved_arguments
 from postprocess import PostProcess
 from preprocess import Preprocess
 from process import Process, hub_options
+from slmqa.data.splits import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG
 from slmqa.decoding.squad_metrics import V1_METRICS, V2_METRICS
 from slmqa.errors import ConfigError, DataError
 from slmqa.logs import get_logger, setup_logging
