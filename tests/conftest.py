@@ -9,6 +9,12 @@ import pytest
 from tests.helpers import make_record, minilm_path, write_flat
 
 
+@pytest.fixture(autouse=True)
+def private_data_home(tmp_path_factory, monkeypatch):
+    """Label databases a test does not place itself go to a temporary folder, never the user's home."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+
+
 @pytest.fixture(scope="session")
 def base_model_path() -> Path:
     return minilm_path()

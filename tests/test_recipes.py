@@ -12,6 +12,7 @@ from tests.helpers import ROOT
 RECIPES = ROOT / "recipes"
 GENERAL = RECIPES / "general-qa.json"
 DOMAIN = RECIPES / "domain-from-general.json"
+LABELS = RECIPES / "from-labels.json"
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,11 @@ def test_domain_recipe_starts_from_the_general_recipes_output():
     assert g_data.dataset_name == "squad_v2" and g_data.version_2_with_negative
     assert g_training.learning_rate == 1e-4 and d_training.learning_rate == 5e-5
     assert d_data.max_answer_length == "auto" and d_data.keep_answerless_windows < 1
+
+
+def test_labels_recipe_trains_v2_on_the_export_and_keeps_the_last_epoch(tmp_path):
+    """The export's unanswerable questions need v2 mode; the held-out labels only report (no best-epoch choice on them)."""
+    model, data, _, training = parse_args([str(LABELS), "--model_name_or_path", "models/current", "--output_dir", str(tmp_path)])
+    assert data.version_2_with_negative and data.train_file.endswith("labels.train.json")
+    assert data.validation_file.endswith("labels.heldout.json") and model.model_name_or_path == "models/current"
+    assert not training.load_best_model_at_end and training.learning_rate == 5e-5

@@ -7,6 +7,7 @@ any number of questions; serve.py keeps one for the server's lifetime and qa_pre
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from slmqa.inference.runtime import Runtime
 from slmqa.modeling.loading import load_tokenizer
 from slmqa.serving.documents import Document, FolderReport, passages_of, read_folder
 from slmqa.serving.reader import Reader, Reading
-from slmqa.serving.retrieval import Retriever
+from slmqa.serving.retrieval import Hit, Retriever
 from slmqa.settings import QASettings, model_settings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,22 @@ class Options:
             raise ValueError(f"passages and batch_size must be >= 1; got {self.passages}, {self.batch_size}.")
         if not 0 <= self.passage_overlap < self.passage_words:
             raise ValueError(f"Need 0 <= passage_overlap < passage_words; got {self.passage_overlap}, {self.passage_words}.")
+
+
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "model.onnx")
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """`name@sha256-prefix` of the model's weights: which model produced an answer, kept with each label."""
+    for file_name in WEIGHT_FILES:
+        path = model_dir / file_name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return f"{model_dir.resolve().name}@{digest.hexdigest()[:12]}"
+    return model_dir.resolve().name
 
 
 class DocumentQA:
@@ -75,16 +92,20 @@ class DocumentQA:
         self.retriever = Retriever(self.passages)
         tokenizer = load_tokenizer(model_dir)
         self.backend = load_backend(model_dir, runtime)
+        self.model_id = model_fingerprint(self.model_dir)
         self.reader = Reader(tokenizer, self.backend, self.settings, options.batch_size)
         logger.info(
             "Ready: %d documents, %d passages, backend %s (%.1fs)",
             len(self.documents), len(self.passages), self.backend.name, time.perf_counter() - started,
         )
 
+    def retrieve(self, question: str) -> list[Hit]:
+        """The passages a question is read from (what a "not in these documents" label is paired with)."""
+        return self.retriever.search(question, self.options.passages)
+
     def ask(self, questions: list[str], top_k: int = DEFAULT_TOP_K) -> list[Reading]:
         """The top_k answers to each question (all questions read in one batch of windows)."""
-        hits = [self.retriever.search(question, self.options.passages) for question in questions]
-        return self.reader.read(questions, hits, top_k)
+        return self.reader.read(questions, [self.retrieve(question) for question in questions], top_k)
 
     def fits(self, question: str) -> bool:
         return self.reader.fits(question)
@@ -94,6 +115,7 @@ class DocumentQA:
         return {
             "documents": len(self.documents),
             "passages": len(self.passages),
+            "model": self.model_id,
             "backend": self.reader.backend.name,
             "settings_source": Path(self.settings_source).name,
             "version_2_with_negative": self.settings.version_2_with_negative,

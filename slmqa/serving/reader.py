@@ -17,7 +17,7 @@ gets "no answer".
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -58,18 +58,27 @@ class Reading:
     answers: list[Answer]
     no_answer: bool
     passages_read: int
+    hits: tuple[Hit, ...] = ()  # the passages read, in retrieval order
 
     def limited(self, top_k: int) -> Reading:
         """The same reading with at most top_k answers (a batch is read at its largest top_k)."""
-        return Reading(self.question, self.answers[:top_k], self.no_answer, self.passages_read)
+        return replace(self, answers=self.answers[:top_k])
 
-    def to_json(self) -> dict:
-        return {
+    def to_json(self, with_passages: bool = False) -> dict:
+        """The reply of /answer; `with_passages` adds every passage read (for labelling in the page)."""
+        content = {
             "question": self.question,
             "answers": [a.to_json() for a in self.answers],
             "no_answer": self.no_answer,
             "passages_read": self.passages_read,
         }
+        if with_passages:
+            content["passages"] = [
+                {"document": hit.passage.document, "start": hit.passage.start, "end": hit.passage.end,
+                 "text": hit.passage.text, "retrieval_score": hit.score}
+                for hit in self.hits
+            ]
+        return content
 
 
 def _softmax(scores: list[float]) -> list[float]:
@@ -142,7 +151,7 @@ class Reader:
         readings = []
         for question, passages, found in zip(questions, hits, candidates):
             answers = rank_answers(found, top_k)
-            readings.append(Reading(question, answers, not answers, len(passages)))
+            readings.append(Reading(question, answers, not answers, len(passages), tuple(passages)))
         return readings
 
     def _decode(self, records: list[dict]) -> Decoded:

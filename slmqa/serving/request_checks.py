@@ -1,8 +1,8 @@
 """Check a POST /answer body before it reaches the model: every problem is a 4xx with a clear message.
 
 Kept apart from the web framework so that each rule is a small pure function with its
-own test. Nothing in a request can name a file: the only inputs are a question string
-and a number.
+own test. Nothing in a request can name a file: the only inputs are a question string,
+a number and a flag.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-ALLOWED_FIELDS = ("question", "top_k")
+ALLOWED_FIELDS = ("question", "top_k", "passages")
 
 
 class RequestError(ValueError):
@@ -35,9 +35,10 @@ class Limits:
 class Question:
     text: str
     top_k: int
+    with_passages: bool = False  # also return the retrieved passages (the page makes them selectable)
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
@@ -62,7 +63,7 @@ def check_question(value: object, limits: Limits) -> str:
     if value is None:
         raise RequestError(422, 'Missing "question": send {"question": "your question"}.')
     if not isinstance(value, str):
-        raise RequestError(422, f'"question" must be a string, got {_type_name(value)}.')
+        raise RequestError(422, f'"question" must be a string, got {type_name(value)}.')
     question = value.strip()
     if not question:
         raise RequestError(422, '"question" is empty.')
@@ -76,7 +77,7 @@ def check_top_k(value: object, limits: Limits) -> int:
     if value is None:
         return limits.default_top_k
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(422, f'"top_k" must be an integer, got {_type_name(value)}.')
+        raise RequestError(422, f'"top_k" must be an integer, got {type_name(value)}.')
     if not 1 <= value <= limits.max_top_k:
         raise RequestError(422, f'"top_k" must be between 1 and {limits.max_top_k}, got {value}.')
     return value
@@ -88,8 +89,11 @@ def parse_request(body: bytes, limits: Limits) -> Question:
         raise RequestError(413, f"The request body is too large: {len(body)} bytes (at most {limits.max_body_bytes}).")
     content = parse_json(body)
     if not isinstance(content, dict):
-        raise RequestError(422, f'Expected a JSON object like {{"question": "..."}}, got {_type_name(content)}.')
+        raise RequestError(422, f'Expected a JSON object like {{"question": "..."}}, got {type_name(content)}.')
     unknown = sorted(set(content) - set(ALLOWED_FIELDS))
     if unknown:
         raise RequestError(422, f"Unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ALLOWED_FIELDS)}.")
-    return Question(check_question(content.get("question"), limits), check_top_k(content.get("top_k"), limits))
+    with_passages = content.get("passages", False)
+    if not isinstance(with_passages, bool):
+        raise RequestError(422, f'"passages" must be true or false, got {type_name(with_passages)}.')
+    return Question(check_question(content.get("question"), limits), check_top_k(content.get("top_k"), limits), with_passages)
