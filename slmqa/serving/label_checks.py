@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from slmqa.serving.request_checks import Limits, RequestError, check_question, parse_json, type_name
+from slmqa.serving.request_checks import Limits, RequestError, check_question, parse_object, type_name
 
 ALLOWED_FIELDS = ("question", "document", "start", "end", "text", "verdict", "no_answer", "source")
 SPAN_FIELDS = ("document", "start", "end", "text", "verdict")
@@ -55,14 +55,7 @@ def _optional_string(content: dict, name: str, choices: tuple[str, ...] | None =
 
 def parse_label_request(body: bytes, limits: Limits) -> LabelRequest:
     """The checked fields of a POST /feedback body (document-independent rules only)."""
-    if len(body) > limits.max_body_bytes:
-        raise RequestError(413, f"The request body is too large: {len(body)} bytes (at most {limits.max_body_bytes}).")
-    content = parse_json(body)
-    if not isinstance(content, dict):
-        raise RequestError(422, f'Expected a JSON object like {{"question": "...", "document": "...", "start": 0, "end": 5}}, got {type_name(content)}.')
-    unknown = sorted(set(content) - set(ALLOWED_FIELDS))
-    if unknown:
-        raise RequestError(422, f"Unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ALLOWED_FIELDS)}.")
+    content = parse_object(body, limits, ALLOWED_FIELDS, '{"question": "...", "document": "...", "start": 0, "end": 5}')
     question = check_question(content.get("question"), limits)
     source = _optional_string(content, "source", SOURCES) or "answers"
     no_answer = content.get("no_answer", False)

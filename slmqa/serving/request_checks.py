@@ -83,16 +83,22 @@ def check_top_k(value: object, limits: Limits) -> int:
     return value
 
 
-def parse_request(body: bytes, limits: Limits) -> Question:
-    """The checked question and top_k of a POST /answer body."""
+def parse_object(body: bytes, limits: Limits, allowed: tuple[str, ...], example: str) -> dict:
+    """A body that is a JSON object of at most max_body_bytes with only `allowed` fields (`example` shows one)."""
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, f"The request body is too large: {len(body)} bytes (at most {limits.max_body_bytes}).")
     content = parse_json(body)
     if not isinstance(content, dict):
-        raise RequestError(422, f'Expected a JSON object like {{"question": "..."}}, got {type_name(content)}.')
-    unknown = sorted(set(content) - set(ALLOWED_FIELDS))
+        raise RequestError(422, f"Expected a JSON object like {example}, got {type_name(content)}.")
+    unknown = sorted(set(content) - set(allowed))
     if unknown:
-        raise RequestError(422, f"Unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ALLOWED_FIELDS)}.")
+        raise RequestError(422, f"Unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}.")
+    return content
+
+
+def parse_request(body: bytes, limits: Limits) -> Question:
+    """The checked question and top_k of a POST /answer body."""
+    content = parse_object(body, limits, ALLOWED_FIELDS, '{"question": "..."}')
     with_passages = content.get("passages", False)
     if not isinstance(with_passages, bool):
         raise RequestError(422, f'"passages" must be true or false, got {type_name(with_passages)}.')

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from slmqa.serving.app import create_app, is_loopback
 from slmqa.serving.request_checks import Limits
-from tests.document_helpers import MANUAL, MarkedTokenBackend, document_folder
+from tests.document_helpers import MANUAL, MarkedTokenBackend, document_folder, marked_qa
 from tools.live_server import running_server
 
 QUESTION = "What is the torque setting of the CM-7 compressor?"
@@ -29,12 +29,7 @@ class SlowBackend(MarkedTokenBackend):
 @pytest.fixture(scope="module")
 def qa(tmp_path_factory, tiny_model_dir, tokenizer):
     """A DocumentQA over the test folder whose model always points at the token '25' (deterministic answers)."""
-    from slmqa.serving.docqa import DocumentQA, Options
-
-    folder = document_folder(tmp_path_factory.mktemp("serve"))
-    qa = DocumentQA(tiny_model_dir, folder, options=Options(passages=3, passage_words=30, passage_overlap=5))
-    qa.reader.backend = SlowBackend(tokenizer.convert_tokens_to_ids("25"))
-    return qa
+    return marked_qa(document_folder(tmp_path_factory.mktemp("serve")), tiny_model_dir, tokenizer, backend_class=SlowBackend)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from slmqa.serving.app import create_app
 from slmqa.serving.feedback import Feedback
 from slmqa.serving.labels import LabelStore
 from slmqa.serving.request_checks import Limits
-from tests.document_helpers import MANUAL, MarkedTokenBackend, document_folder
+from tests.document_helpers import MANUAL, document_folder, marked_qa
 from tests.helpers import run_main, run_qa
 from tools.live_server import running_server
 
@@ -30,12 +30,7 @@ def service_label(**extra) -> dict:
 @pytest.fixture(scope="module")
 def qa(tmp_path_factory, tiny_model_dir, tokenizer):
     """A DocumentQA over the test folder whose model always answers the token '25'."""
-    from slmqa.serving.docqa import DocumentQA, Options
-
-    folder = document_folder(tmp_path_factory.mktemp("labels"))
-    qa = DocumentQA(tiny_model_dir, folder, options=Options(passages=3, passage_words=30, passage_overlap=5))
-    qa.reader.backend = MarkedTokenBackend(tokenizer.convert_tokens_to_ids("25"))
-    return qa
+    return marked_qa(document_folder(tmp_path_factory.mktemp("labels")), tiny_model_dir, tokenizer)
 
 
 @pytest.fixture
