@@ -21,17 +21,21 @@ import json
 import logging
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from slmqa.errors import ConfigError
 from slmqa.inference.runtime import add_runtime_arguments, runtime_from_args
 from slmqa.logs import get_logger, setup_logging
-from slmqa.serving.app import create_app, is_loopback
-from slmqa.serving.docqa import DEFAULT_PASSAGES, DocumentQA, Options
+from slmqa.serving.app import is_loopback
+from slmqa.serving.docqa import DEFAULT_PASSAGES, DEFAULT_RETRIEVER, Options
 from slmqa.serving.documents import DocumentError, read_folder
-from slmqa.serving.feedback import Feedback, export_labels
+from slmqa.serving.feedback import export_labels
+from slmqa.serving.index import default_index_dir
 from slmqa.serving.label_export import DEFAULT_NEGATIVE_PASSAGES, split_by_document
 from slmqa.serving.labels import LabelStore, LabelStoreError, default_database
+from slmqa.serving.retrieval import RETRIEVERS
+from slmqa.serving.service import CONFIG_VARIABLE, ServeConfig, build_app, prepare_index
 
 logger = get_logger("serve")
 API_KEY_VARIABLE = "SLMQA_API_KEY"
@@ -45,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="Port to listen on.")
     p.add_argument("--passages", type=int, default=DEFAULT_PASSAGES, help="Passages read per question.")
     p.add_argument("--max_batch", type=int, default=8, help="Most questions answered in one model call.")
+    p.add_argument("--workers", type=int, default=1, help="Server processes sharing one index (each loads the model).")
+    index = p.add_argument_group("retrieval and the index (docs/serving.md)")
+    index.add_argument("--retriever", choices=RETRIEVERS, default=DEFAULT_RETRIEVER,
+                       help="bm25 (words), dense (sentence embeddings) or hybrid (both, fused by reciprocal rank).")
+    index.add_argument("--embedder", help="Sentence encoder for dense/hybrid (default: all-MiniLM-L6-v2, never the QA model).")
+    index.add_argument("--index_dir", help="Where the folder's index is kept between starts (default: one per documents "
+                       "folder under $XDG_CACHE_HOME/slmqa/index, i.e. ~/.cache/slmqa/index).")
+    index.add_argument("--rescan_s", type=float, default=30.0, help="Check the folder for added or changed files at most "
+                       "this often (a changed file among a question's passages is always re-read first).")
     p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     labels = p.add_argument_group("labels (docs/labelling.md)")
     labels.add_argument("--feedback_db", help="SQLite file for labels (default: one per documents folder under "
@@ -101,7 +114,17 @@ def open_label_store(args: argparse.Namespace) -> tuple[LabelStore | None, str |
     store = LabelStore(database)
     logger.info("Labels are stored in %s (%d so far%s)", database.resolve(), store.count(),
                 "; read-only" if store.read_only else "")
+    store.close()  # each serving process opens its own connection
     return store, api_key
+
+
+def serve_config(args: argparse.Namespace, store: LabelStore | None, api_key: str | None) -> ServeConfig:
+    options = Options(passages=args.passages, retriever=args.retriever, embedder=args.embedder, rescan_s=args.rescan_s)
+    return ServeConfig(
+        model=args.model, documents=args.documents, runtime=asdict(runtime_from_args(args).resolve()), options=asdict(options),
+        index_dir=str(Path(args.index_dir) if args.index_dir else default_index_dir(args.documents)),
+        feedback_db=str(store.path) if store is not None else None, api_key=api_key, max_batch=args.max_batch,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,11 +135,17 @@ def main(argv: list[str] | None = None) -> int:
             return export_command(args)
         if not args.model:
             raise ConfigError("--model is required to serve (only --export_feedback works without one).")
-        runtime = runtime_from_args(args).resolve()  # an impossible runtime fails before anything is read
+        if args.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {args.workers}.")
+        runtime_from_args(args).resolve()  # an impossible runtime fails before anything is read
         if not Path(args.documents).is_dir():
             raise DocumentError(f"Documents folder not found: {args.documents}")
         store, api_key = open_label_store(args)
-        qa = DocumentQA(args.model, args.documents, runtime=runtime, options=Options(passages=args.passages))
+        config = serve_config(args, store, api_key)
+        if args.workers == 1:
+            app = build_app(config)
+        else:
+            prepare_index(config)  # once, here: the workers then find it up to date
     except (ConfigError, DocumentError, LabelStoreError, ValueError) as err:
         logger.error("%s", err)
         return 2
@@ -124,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("Listening on %s: anyone who can reach it can ask questions (labels need the API key).", args.host)
     import uvicorn
 
-    feedback = None if store is None else Feedback(store, qa)
-    app = create_app(qa, max_batch=args.max_batch, feedback=feedback, api_key=api_key)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, limit_concurrency=256)
+    if args.workers == 1:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, limit_concurrency=256)
+    else:
+        os.environ[CONFIG_VARIABLE] = config.to_json()
+        uvicorn.run("slmqa.serving.service:app_from_environment", factory=True, workers=args.workers, host=args.host,
+                    port=args.port, log_level=args.log_level, limit_concurrency=256)
     return 0
 
 

@@ -11,8 +11,9 @@ from tests.helpers import make_record, minilm_path, write_flat
 
 @pytest.fixture(autouse=True)
 def private_data_home(tmp_path_factory, monkeypatch):
-    """Label databases a test does not place itself go to a temporary folder, never the user's home."""
+    """Label databases and indexes a test does not place itself go to a temporary folder, never the user's home."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -161,3 +162,42 @@ def test_kill_9_under_load_loses_no_acknowledged_label(tmp_path, tiny_model_dir)
     stored = {label["id"]: label["question"] for label in listing["labels"]}
     assert {label_id: stored.get(label_id) for label_id in acknowledged} == acknowledged
     assert total >= len(acknowledged)
+
+
+@pytest.mark.subprocess
+def test_two_worker_processes_share_one_index_and_one_label_database(tmp_path, tiny_model_dir):
+    import psutil
+
+    folder, database, port = document_folder(tmp_path), tmp_path / "labels.sqlite", free_port()
+    hours = MANUAL.index("400 operating hours")
+    command = [sys.executable, "serve.py", "--model", str(tiny_model_dir), "--documents", str(folder), "--feedback_db",
+               str(database), "--port", str(port), "--log_level", "warning", "--workers", "2",
+               "--index_dir", str(tmp_path / "index")]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, pids = time.monotonic() + 120, set()
+        while time.monotonic() < deadline and len(pids) < 2:
+            assert server.poll() is None, "the server exited during start-up"
+            try:
+                with httpx.Client(timeout=5) as fresh:  # a new connection each time: either worker may take it
+                    pids.add(fresh.get(f"http://127.0.0.1:{port}/health").json()["pid"])
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert len(pids) == 2 and pids <= {child.pid for child in psutil.Process(server.pid).children(recursive=True)}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert http.post("/answer", json={"question": "How often is the compressor serviced?"}).status_code == 200
+
+        def post(number: int) -> int:
+            with httpx.Client(timeout=30) as fresh:
+                return fresh.post(f"http://127.0.0.1:{port}/feedback", json={"question": f"Interval {number}?",
+                                  "document": "manual.txt", "start": hours, "end": hours + 19}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(post, range(20))) == [201] * 20
+    finally:
+        for child in psutil.Process(server.pid).children(recursive=True):
+            child.kill()
+        server.kill()
+        server.wait(30)
+    assert LabelStore(database).count() == 20
+    assert len(list((tmp_path / "index").glob("gen-*"))) == 1  # built once, by the parent, not once per worker

@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -143,7 +144,7 @@ def create_app(
     @app.get("/health")
     async def health() -> dict:
         labels = None if feedback is None else await run_in_threadpool(feedback.store.count)
-        return {"status": "ok", **qa.describe(), "served": batcher.stats.to_json(),
+        return {"status": "ok", "pid": os.getpid(), **qa.describe(), "served": batcher.stats.to_json(),
                 "labelling": feedback is not None, "labels": labels, "key_required": api_key is not None}
 
     @app.get("/documents")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,17 @@ from pathlib import Path
 from slmqa.inference.backends import load_backend
 from slmqa.inference.runtime import Runtime
 from slmqa.modeling.loading import load_tokenizer
-from slmqa.serving.documents import Document, FolderReport, passages_of, read_folder
+from slmqa.serving.documents import Document
+from slmqa.serving.embedding import SentenceEncoder
+from slmqa.serving.index import Collection, FolderIndex, collection_of
 from slmqa.serving.reader import Reader, Reading
-from slmqa.serving.retrieval import Hit, Retriever
+from slmqa.serving.retrieval import RETRIEVERS, Hit, make_retriever
 from slmqa.settings import QASettings, model_settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 3
+DEFAULT_RETRIEVER = "bm25"
 DEFAULT_PASSAGES = 8
 PASSAGE_WORDS = 100
 PASSAGE_OVERLAP = 25
@@ -37,8 +41,13 @@ class Options:
     passage_words: int = PASSAGE_WORDS
     passage_overlap: int = PASSAGE_OVERLAP
     batch_size: int = 32
+    retriever: str = DEFAULT_RETRIEVER  # bm25, dense or hybrid (bench/README.md: how they compare)
+    embedder: str | None = None  # sentence encoder for dense/hybrid; None: all-MiniLM-L6-v2
+    rescan_s: float = 30.0  # how often (at most) a question first checks the folder for added/changed files
 
     def __post_init__(self) -> None:
+        if self.retriever not in RETRIEVERS:
+            raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}; got {self.retriever!r}.")
         if self.passages < 1 or self.batch_size < 1:
             raise ValueError(f"passages and batch_size must be >= 1; got {self.passages}, {self.batch_size}.")
         if not 0 <= self.passage_overlap < self.passage_words:
@@ -62,7 +71,7 @@ def model_fingerprint(model_dir: Path) -> str:
 
 
 class DocumentQA:
-    """A model over an indexed document collection."""
+    """A model over an indexed document collection, kept up to date with its folder."""
 
     def __init__(
         self,
@@ -72,8 +81,13 @@ class DocumentQA:
         options: Options = Options(),
         documents: list[Document] | None = None,
         settings: QASettings | None = None,
+        index_dir: str | Path | None = None,
     ):
-        """`settings`: how to read (windows, answer length, threshold); by default the model's own."""
+        """`settings`: how to read (windows, answer length, threshold); by default the model's own.
+
+        `index_dir`: where the folder's index is kept between starts (None: built in memory).
+        `documents`: answer from these instead of a folder (in memory, never re-read).
+        """
         started = time.perf_counter()
         runtime = runtime.resolve()  # a combination that cannot run fails before the folder is read
         self.model_dir, self.documents_dir, self.options = Path(model_dir), Path(documents_dir), options
@@ -83,25 +97,67 @@ class DocumentQA:
             self.settings_source = "flags"
         self.settings: QASettings = settings
         logger.info("Reading settings from %s: %s", self.settings_source, self.settings.describe())
-        if documents is None:
-            documents, self.folder_report = read_folder(documents_dir)
+        self.encoder = SentenceEncoder(options.embedder) if options.retriever != "bm25" else None
+        self.refresh_lock = threading.Lock()
+        if documents is not None:
+            self.index = None
+            collection = collection_of(documents, options.passage_words, options.passage_overlap, self.encoder)
         else:
-            self.folder_report = FolderReport(documents=len(documents))
-        self.documents = {document.name: document for document in documents}
-        self.passages = passages_of(documents, options.passage_words, options.passage_overlap)
-        self.retriever = Retriever(self.passages)
+            self.index = FolderIndex(documents_dir, index_dir, options.passage_words, options.passage_overlap, self.encoder)
+            collection = self.index.load()
+        self._use(collection)
         tokenizer = load_tokenizer(model_dir)
         self.backend = load_backend(model_dir, runtime)
         self.model_id = model_fingerprint(self.model_dir)
         self.reader = Reader(tokenizer, self.backend, self.settings, options.batch_size)
         logger.info(
-            "Ready: %d documents, %d passages, backend %s (%.1fs)",
-            len(self.documents), len(self.passages), self.backend.name, time.perf_counter() - started,
+            "Ready: %d documents, %d passages, %s retrieval, backend %s (%.1fs)",
+            len(self.documents), len(self.passages), options.retriever, self.backend.name, time.perf_counter() - started,
         )
 
+    def _use(self, collection: Collection) -> None:
+        """Switch to a collection and a retriever over it in one assignment (readers in other threads see either)."""
+        self.state = (collection, make_retriever(self.options.retriever, collection, self.encoder))
+        self.checked_at = time.monotonic()
+
+    @property
+    def collection(self) -> Collection:
+        return self.state[0]
+
+    @property
+    def documents(self) -> dict[str, Document]:
+        return self.state[0].documents
+
+    @property
+    def passages(self) -> list:
+        return self.state[0].passages
+
+    @property
+    def folder_report(self):
+        return self.state[0].report
+
+    def refresh(self, force: bool = False) -> bool:
+        """Bring the collection up to date with the folder when it changed; True when it did."""
+        if self.index is None:
+            return False
+        with self.refresh_lock:
+            collection = self.state[0]
+            if not force and not self.index.changed(collection):
+                self.checked_at = time.monotonic()
+                return False
+            self._use(self.index.load())
+            return True
+
     def retrieve(self, question: str) -> list[Hit]:
-        """The passages a question is read from (what a "not in these documents" label is paired with)."""
-        return self.retriever.search(question, self.options.passages)
+        """The passages a question is read from; never from a file that changed since it was indexed."""
+        if self.index is not None and time.monotonic() - self.checked_at > self.options.rescan_s:
+            self.refresh()
+        collection, retriever = self.state
+        hits = retriever.search(question, self.options.passages)
+        if self.index is not None and self.index.stale(collection, {hit.passage.document for hit in hits}):
+            self.refresh(force=True)
+            hits = self.state[1].search(question, self.options.passages)
+        return hits
 
     def ask(self, questions: list[str], top_k: int = DEFAULT_TOP_K) -> list[Reading]:
         """The top_k answers to each question (all questions read in one batch of windows)."""
@@ -115,6 +171,7 @@ class DocumentQA:
         return {
             "documents": len(self.documents),
             "passages": len(self.passages),
+            "retriever": self.options.retriever,
             "model": self.model_id,
             "backend": self.reader.backend.name,
             "settings_source": Path(self.settings_source).name,

@@ -179,30 +179,37 @@ def _candidate_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_folder(folder: str | Path) -> tuple[list[Document], FolderReport]:
-    """All readable documents below `folder`; unreadable or unsupported files are skipped and counted."""
+def folder_files(folder: str | Path) -> list[tuple[Path, str]]:
+    """(path, name) of every file the folder offers, names relative to it; a missing folder is an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DocumentError(f"Documents folder not found: {folder}")
+    return [(path, path.relative_to(folder).as_posix()) for path in _candidate_files(folder)]
+
+
+def read_one(path: Path, name: str) -> tuple[list[Document], str | None]:
+    """The documents of one file, or none and the reason it is skipped (unsupported, too large, unreadable, empty)."""
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        return [], "unsupported type"
+    if path.stat().st_size > MAX_FILE_BYTES:
+        logger.warning("Skipping %s: larger than %d MB", name, MAX_FILE_BYTES // 2**20)
+        return [], "too large"
+    try:
+        found = read_file(path, name)
+    except Exception as err:  # a broken PDF or JSON must not stop the whole folder
+        logger.warning("Skipping %s: %s", name, err)
+        return [], "unreadable"
+    return (found, None) if found else ([], "empty")
+
+
+def read_folder(folder: str | Path) -> tuple[list[Document], FolderReport]:
+    """All readable documents below `folder`; unreadable or unsupported files are skipped and counted."""
     documents: list[Document] = []
     report = FolderReport()
-    for path in _candidate_files(folder):
-        name = path.relative_to(folder).as_posix()
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            report.skipped["unsupported type"] += 1
-            continue
-        if path.stat().st_size > MAX_FILE_BYTES:
-            logger.warning("Skipping %s: larger than %d MB", name, MAX_FILE_BYTES // 2**20)
-            report.skipped["too large"] += 1
-            continue
-        try:
-            found = read_file(path, name)
-        except Exception as err:  # a broken PDF or JSON must not stop the whole folder
-            logger.warning("Skipping %s: %s", name, err)
-            report.skipped["unreadable"] += 1
-            continue
-        if not found:
-            report.skipped["empty"] += 1
+    for path, name in folder_files(folder):
+        found, skipped = read_one(path, name)
+        if skipped:
+            report.skipped[skipped] += 1
         documents.extend(found)
     report.documents = len(documents)
     if not documents:

@@ -21,7 +21,10 @@ class Feedback:
 
     def __init__(self, store: LabelStore, qa):
         self.store, self.qa = store, qa
-        self.sha256 = {name: text_sha256(document.text) for name, document in qa.documents.items()}
+
+    def sha256(self, name: str) -> str:
+        """The fingerprint of a served document's text now (the folder may have been re-read since start)."""
+        return text_sha256(self.qa.documents[name].text)
 
     def label_of(self, request: LabelRequest) -> Label:
         """The label a checked request stores (RequestError when it does not fit the served documents)."""
@@ -30,13 +33,13 @@ class Feedback:
         model = self.qa.model_id if request.source == "answers" else None
         if request.kind == "no_answer":
             passages = tuple(
-                PassageRef(hit.passage.document, self.sha256[hit.passage.document], hit.passage.start, hit.passage.end)
+                PassageRef(hit.passage.document, self.sha256(hit.passage.document), hit.passage.start, hit.passage.end)
                 for hit in self.qa.retrieve(request.question)
             )
             return Label(request.question, "no_answer", passages=passages, model=model, source=request.source)
         answer = check_span(request, self.qa.documents)
         return Label(
-            request.question, request.kind, document=request.document, document_sha256=self.sha256[request.document],
+            request.question, request.kind, document=request.document, document_sha256=self.sha256(request.document),
             start=request.start, end=request.end, answer=answer, model=model, source=request.source,
         )
 
