@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,9 @@ class SentenceEncoder:
             raise ConfigError(f"Cannot load the sentence encoder '{self.name}' (--embedder): {err}") from None
         self.torch, self.batch_size = torch, batch_size
         self.dimension = int(self.model.config.hidden_size)
+        # Questions are embedded by the answering thread and by label requests at once; a fast
+        # tokenizer is not safe to share between threads ("Already borrowed").
+        self.lock = threading.Lock()
 
     @property
     def fingerprint(self) -> str:
@@ -62,7 +66,7 @@ class SentenceEncoder:
         """One row per text, each of length 1; texts are batched by length so a batch pads little."""
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with self.torch.inference_mode():
+        with self.lock, self.torch.inference_mode():
             for first in range(0, len(order), self.batch_size):
                 chosen = order[first : first + self.batch_size]
                 batch = self.tokenizer([texts[i] for i in chosen], padding=True, truncation=True,
