@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from slmqa.serving import schemas
 from slmqa.serving.batching import Batcher, Busy
 from slmqa.serving.feedback import Feedback
 from slmqa.serving.label_checks import parse_label_request
@@ -118,7 +119,10 @@ def create_app(
         yield
         batcher.close()
 
-    app = FastAPI(title="Ask your documents", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # /openapi.json describes the API; no docs page (it would load assets from the internet).
+    app = FastAPI(title="Ask your documents", description="Extractive answers from a folder of documents, and labels for "
+                  "the next model (docs/serving.md, docs/labelling.md).", version="1", docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json", lifespan=lifespan)
     app.state.batcher = batcher
 
     @app.exception_handler(RequestError)
@@ -137,17 +141,18 @@ def create_app(
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         return error(err.status_code, str(err.detail))
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
-    @app.get("/health")
+    @app.get("/health", summary="What is loaded; counters")
     async def health() -> dict:
         labels = None if feedback is None else await run_in_threadpool(feedback.store.count)
         return {"status": "ok", "pid": os.getpid(), **qa.describe(), "served": batcher.stats.to_json(),
                 "labelling": feedback is not None, "labels": labels, "key_required": api_key is not None}
 
-    @app.get("/documents")
+    @app.get("/documents", summary="Document names (filter with ?contains=, page with ?offset=&limit=)",
+             responses={200: {"model": schemas.DocumentList}, **schemas.errors(422)})
     async def documents(request: Request) -> dict:
         contains = request.query_params.get("contains", "").lower()
         names = [name for name in qa.documents if contains in name.lower()]
@@ -156,7 +161,7 @@ def create_app(
         return {"total": len(names), "offset": offset,
                 "documents": [{"name": name, "characters": len(qa.documents[name].text)} for name in names[offset : offset + limit]]}
 
-    @app.get("/document")
+    @app.get("/document", summary="One document's text (?name=)", responses={200: {"model": schemas.DocumentText}, **schemas.errors(404, 422)})
     async def document(request: Request) -> dict:
         name = request.query_params.get("name")
         if name is None:
@@ -165,7 +170,8 @@ def create_app(
             raise RequestError(404, f"Unknown document {name!r}: /documents lists the names.")
         return {"name": name, "text": qa.documents[name].text}
 
-    @app.post("/feedback", status_code=201)
+    @app.post("/feedback", status_code=201, summary="Store a label", openapi_extra=schemas.body(schemas.LabelRequest),
+              responses={201: {"model": schemas.LabelReply}, **schemas.errors(400, 401, 404, 413, 415, 422, 503)})
     async def add_label(request: Request) -> JSONResponse:
         store = labelling(request)
         check_content_type(request)
@@ -174,7 +180,8 @@ def create_app(
         return JSONResponse({"id": label.id, "kind": label.kind, "text": label.answer,
                              "labels": await run_in_threadpool(store.store.count)}, status_code=201)
 
-    @app.get("/feedback")
+    @app.get("/feedback", summary="Labels, newest first (?offset=&limit=)",
+             responses={200: {"model": schemas.LabelList}, **schemas.errors(401, 404, 422)})
     async def list_labels(request: Request) -> dict:
         store = labelling(request)
         offset = query_int(request, "offset", 0, 0, 10**9)
@@ -184,7 +191,7 @@ def create_app(
                 "by_kind": await run_in_threadpool(store.store.counts_by_kind),
                 "labels": [label.to_json() for label in labels]}
 
-    @app.delete("/feedback/{label_id}")
+    @app.delete("/feedback/{label_id}", status_code=204, summary="Delete a label", responses=schemas.errors(401, 404, 422))
     async def delete_label(label_id: str, request: Request) -> Response:
         store = labelling(request)
         if not label_id.isdigit():
@@ -193,7 +200,8 @@ def create_app(
             raise RequestError(404, f"No label with id {label_id}.")
         return Response(status_code=204)
 
-    @app.get("/feedback/export")
+    @app.get("/feedback/export", summary="The labels as a SQuAD v2 file (?negative_passages=)",
+             responses={200: {"description": "Nested SQuAD v2 JSON with an slmqa_export report"}, **schemas.errors(401, 404, 422)})
     async def export_labels(request: Request) -> Response:
         store = labelling(request)
         negatives = query_int(request, "negative_passages", DEFAULT_NEGATIVE_PASSAGES, 0, 50)
@@ -202,7 +210,8 @@ def create_app(
         return Response(json.dumps(squad, ensure_ascii=False, indent=1), media_type="application/json",
                         headers={"Content-Disposition": 'attachment; filename="labels-squad-v2.json"'})
 
-    @app.post("/answer")
+    @app.post("/answer", summary="Answer a question from the documents", openapi_extra=schemas.body(schemas.AskRequest),
+              responses={200: {"model": schemas.AnswerReply}, **schemas.errors(400, 413, 415, 422, 503)})
     async def answer(request: Request) -> JSONResponse:
         check_content_type(request)
         asked = parse_request(await read_body(request, limits.max_body_bytes), limits)

@@ -148,15 +148,16 @@ class DocumentQA:
             self._use(self.index.load())
             return True
 
-    def retrieve(self, question: str) -> list[Hit]:
-        """The passages a question is read from; never from a file that changed since it was indexed."""
+    def retrieve(self, question: str, k: int | None = None) -> list[Hit]:
+        """The k passages (default: those read per question) for a question; never from a file changed since indexing."""
+        k = k or self.options.passages
         if self.index is not None and time.monotonic() - self.checked_at > self.options.rescan_s:
             self.refresh()
         collection, retriever = self.state
-        hits = retriever.search(question, self.options.passages)
+        hits = retriever.search(question, k)
         if self.index is not None and self.index.stale(collection, {hit.passage.document for hit in hits}):
             self.refresh(force=True)
-            hits = self.state[1].search(question, self.options.passages)
+            hits = self.state[1].search(question, k)
         return hits
 
     def ask(self, questions: list[str], top_k: int = DEFAULT_TOP_K) -> list[Reading]:

@@ -6,12 +6,14 @@ markup or the file's bytes). Passages are word windows with an overlap, so that 
 near a boundary is whole in at least one passage; each passage remembers where it starts
 in its document, which turns an answer's passage offsets into document offsets.
 
-Supported: .txt, .md, .html/.htm, SQuAD-format .json/.jsonl (each distinct context is a
-document) and .pdf (with pypdf). Other files are skipped and counted.
+Supported: .txt, .md (markup removed), .html/.htm (visible text), SQuAD-format .json/.jsonl
+(each distinct context is a document) and .pdf (with pypdf; each page's start is kept, so an
+answer can name its page). Other files are skipped and counted.
 """
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
 import logging
@@ -23,7 +25,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+MARKDOWN_SUFFIXES = (".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 JSON_SUFFIXES = (".json", ".jsonl")
 PDF_SUFFIXES = (".pdf",)
@@ -39,10 +42,23 @@ class DocumentError(ValueError):
 
 @dataclass(frozen=True)
 class Document:
-    """One document: a stable name (its path in the folder, plus '#title' for JSON contexts) and its text."""
+    """One document: a stable name (its path in the folder, plus '#title' for JSON contexts) and its text.
+
+    `page_starts`: for a PDF, the offset in `text` where each page begins (page 1 at 0).
+    """
 
     name: str
     text: str
+    page_starts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "page_starts", tuple(self.page_starts))  # a list when read back from JSON
+
+    def page_of(self, offset: int) -> int | None:
+        """The 1-based page holding character `offset`, or None for a document without pages."""
+        if not self.page_starts:
+            return None
+        return bisect.bisect_right(self.page_starts, offset)
 
 
 @dataclass(frozen=True)
@@ -112,12 +128,60 @@ def html_to_text(markup: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def pdf_to_text(path: Path) -> str:
-    """Text of every page (pypdf, pure Python), pages separated by a blank line."""
+def pdf_to_text(path: Path) -> tuple[str, tuple[int, ...]]:
+    """Text of every page (pypdf, pure Python), pages separated by a blank line, and where each page starts."""
     from pypdf import PdfReader
 
-    reader = PdfReader(str(path))
-    return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+    pages = [(page.extract_text() or "").strip() for page in PdfReader(str(path)).pages]
+    starts, offset = [], 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + 2
+    return "\n\n".join(pages), tuple(starts)
+
+
+MD_FENCE = re.compile(r"^\s*(```|~~~)")
+MD_RULE = re.compile(r"^\s*([-*_=])(\s*\1){2,}\s*$")  # ---, ***, ___ and setext underlines
+MD_TABLE_DIVIDER = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+MD_REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s+\S+")
+MD_LINE_MARKERS = re.compile(r"^\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)+")
+MD_INLINE = [
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images: their alt text
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links: their text
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference links
+    (re.compile(r"<(https?://[^>\s]+)>"), r"\1"),  # autolinks
+    (re.compile(r"</?[A-Za-z][^>]*>"), ""),  # inline HTML tags
+    (re.compile(r"`+([^`]+)`+"), r"\1"),  # code spans
+    (re.compile(r"(\*\*|__|~~)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # strong, strike-through
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *emphasis*
+    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),  # _emphasis_
+]
+
+
+def markdown_to_text(markdown: str) -> str:
+    """The readable text of Markdown: no heading, list, quote or table markers, links as their text.
+
+    Answers are shown in their passage, so markup there is noise; offsets refer to this text.
+    Code blocks keep their content; HTML entities are decoded.
+    """
+    lines, in_code = [], False
+    for line in markdown.splitlines():
+        if MD_FENCE.match(line):
+            in_code = not in_code
+            continue
+        if in_code:
+            lines.append(line.rstrip())
+            continue
+        if MD_RULE.match(line) or MD_TABLE_DIVIDER.match(line) or MD_REFERENCE.match(line):
+            continue
+        line = MD_LINE_MARKERS.sub("", line)
+        if "|" in line and line.strip().startswith("|"):
+            line = "  ".join(cell.strip() for cell in line.strip().strip("|").split("|"))
+        for pattern, replacement in MD_INLINE:
+            line = pattern.sub(replacement, line)
+        line = re.sub(r"\s#+\s*$", "", line)  # closing hashes of a heading
+        lines.append(html.unescape(line.rstrip()))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def _titled_contexts(path: Path) -> list[tuple[str, object]]:
@@ -156,13 +220,16 @@ def read_file(path: Path, name: str) -> list[Document]:
     suffix = path.suffix.lower()
     if suffix in JSON_SUFFIXES:
         return squad_contexts(path, name)
+    page_starts: tuple[int, ...] = ()
     if suffix in PDF_SUFFIXES:
-        text = pdf_to_text(path)
+        text, page_starts = pdf_to_text(path)
     else:
         text = _decode(path.read_bytes(), name)
         if suffix in HTML_SUFFIXES:
             text = html_to_text(text)
-    return [Document(name, text)] if text.strip() else []
+        elif suffix in MARKDOWN_SUFFIXES:
+            text = markdown_to_text(text)
+    return [Document(name, text, page_starts)] if text.strip() else []
 
 
 # ---------------------------------------------------------------- folders

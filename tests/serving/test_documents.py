@@ -66,3 +66,32 @@ def test_passage_arguments_are_checked():
 def test_passages_of_keeps_document_order():
     documents = [Document("a", "one two three"), Document("b", "four")]
     assert [(p.document, p.text) for p in passages_of(documents, 2, 1)] == [("a", "one two"), ("a", "two three"), ("b", "four")]
+
+
+def test_markdown_markup_does_not_show_in_the_text():
+    from slmqa.serving.documents import markdown_to_text
+
+    markdown = (
+        "# Remote work #\n\nEmployees may work **from home** two days a week ([the form](http://x.org/f)).\n\n"
+        "- Requests go to the *team lead*.\n> Quoted: hall 2.\n\n| Day | Office |\n|---|---|\n| Mon | Hall 2 |\n\n---\n"
+        "![office plan](plan.png)\n```\nkeep = `code`\n```\n[ref]: http://example.org\nsnake_case and 2*3*4 stay &amp; <b>bold</b>\n"
+    )
+    text = markdown_to_text(markdown)
+    assert text.splitlines()[0] == "Remote work"
+    assert "Employees may work from home two days a week (the form)." in text
+    assert "Requests go to the team lead." in text and "Quoted: hall 2." in text and "Mon  Hall 2" in text
+    assert "office plan" in text and "keep = `code`" in text and "snake_case and 2*3*4 stay & bold" in text
+    for markup in ("**", "](", "# ", "> ", "|", "---", "http://example.org", "<b>"):
+        assert markup not in text, markup
+
+
+def test_pdf_pages_are_known_by_offset(tmp_path):
+    from tests.document_helpers import minimal_pdf
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "manual.pdf").write_bytes(minimal_pdf("The V-4 valve opens at 6 bar.", "The P-9 pump delivers 12 bar."))
+    (document,), _ = read_folder(folder)
+    assert document.page_starts == (0, document.text.index("The P-9"))
+    assert document.page_of(document.text.index("6 bar")) == 1 and document.page_of(document.text.index("12 bar")) == 2
+    assert Document("a.txt", "no pages").page_of(3) is None
