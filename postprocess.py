@@ -2,7 +2,9 @@
 
 `PostProcess` is what the Trainer calls inside evaluate/predict: decode
 (slmqa.decoding.predictions: n-best spans, null odds), score (the official SQuAD v1.1 /
-v2.0 metrics, slmqa.decoding.squad_metrics) and save the prediction files.
+v2.0 metrics, slmqa.decoding.squad_metrics) and save the prediction files. After training,
+`calibrate` fits the answer confidence on the validation predictions
+(slmqa.decoding.calibration).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from slmqa.decoding.predictions import Decoded, decode_predictions, has_gold_answers, squad_scores
+from slmqa.decoding.calibration import CalibrationFit, calibrate
+from slmqa.decoding.predictions import Decoded, decode_predictions, has_gold_answers, references, squad_scores
 from slmqa.settings import DEFAULTS, QASettings
 
 logger = logging.getLogger("slmqa.postprocess")
@@ -36,6 +39,17 @@ class PostProcess:
     def score(self, decoded: Decoded, examples: Any) -> dict:
         """SQuAD v2 metrics (null odds against the threshold) or v1 metrics."""
         return squad_scores(decoded, examples, self.settings)
+
+    def calibrate(self, decoded: Decoded, examples: Any, settings: QASettings | None = None) -> CalibrationFit | None:
+        """Fit the answer confidence on scored predictions; `settings`: those the model is saved with (its threshold)."""
+        fit = calibrate(decoded, references(examples), settings or self.settings)
+        if fit is not None:
+            c = fit.calibration
+            logger.info(
+                "Answer confidence calibrated: %s on %d validation answers, ECE %.4f -> %.4f (%s)",
+                c.describe(), c.fitted_on, c.ece_before, c.ece_after, c.selection,
+            )
+        return fit
 
     def write(self, decoded: Decoded, prefix: str = "eval") -> list[str]:
         """Save predictions, n-best lists and (v2) null odds as JSON; nothing without output_dir."""

@@ -59,6 +59,8 @@ class QATrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.post_process = post_process
         self.eval_examples = eval_examples
+        # The latest evaluation's decoded predictions: run_qa.py calibrates answer confidence on them.
+        self.eval_decoded = None
         # Set by run_qa.py: writes our model card (slmqa.reporting.card) into output_dir.
         self.write_model_card = None
 
@@ -115,7 +117,7 @@ class QATrainer(Trainer):
         if features is None or examples is None:
             raise ValueError("evaluate() needs evaluation features and their examples.")
         self._memory_tracker.start()
-        _, metrics = self._decode_and_score(
+        self.eval_decoded, metrics = self._decode_and_score(
             features, examples, metric_key_prefix, "Evaluation", self.get_eval_dataloader, score=True
         )
         self.log(metrics)

@@ -8,7 +8,9 @@
 
 Windows and decoding are the library's (the same as evaluation inside training), so the
 answers here are the ones run_qa.py's evaluation scored; --backend/--device/--dtype choose
-what runs the model, in every mode.
+what runs the model, in every mode. Each answer carries a confidence: calibrated when the
+model's own qa_settings.json has a calibration (fitted after training), else the softmax
+over the question's candidates (slmqa.decoding.calibration).
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ from datasets import Dataset
 from args import add_column_options, columns_of
 from slmqa.data.checks import RecordChecker, SplitReport
 from slmqa.data.formats import read_records
-from slmqa.decoding.predictions import squad_scores
+from slmqa.decoding.calibration import (
+    expected_calibration_error,
+    first_probability,
+    question_candidates,
+    rightness,
+)
+from slmqa.decoding.predictions import references, squad_scores
 from slmqa.errors import ConfigError, DataError
 from slmqa.inference.predictor import Predictor
 from slmqa.inference.runtime import Runtime, add_runtime_arguments, runtime_from_args
 from slmqa.logs import get_logger, setup_logging
-from slmqa.settings import DEFAULTS, SETTING_NAMES, QASettings, resolve_settings
+from slmqa.settings import DEFAULTS, SETTING_NAMES, QASettings, model_calibration, resolve_settings
 
 logger = get_logger("qa_predict")
 NO_ANSWER = "(no answer)"
@@ -43,6 +51,9 @@ class ModelResult:
     metrics: dict
     seconds: float
     features: int
+    confidence: dict[str, float]  # of each prediction; questions without any span have none
+    confidence_kind: str  # "calibrated, <method (parameters)>" or "softmax"
+    confidence_ece: float | None = None  # expected calibration error of `confidence`, when scored
 
 
 class Answerer:
@@ -50,6 +61,8 @@ class Answerer:
 
     def __init__(self, name: str, path: str, args, settings: QASettings, runtime: Runtime):
         self.name, self.path, self.args, self.settings = name, path, args, settings
+        # Its own calibration, never the other model's (both share the window and decoding settings).
+        self.calibration = model_calibration(path)
         self.predictor = Predictor(path, settings, runtime, seed=args.seed)
         self.checker = RecordChecker(
             self.predictor.tokenizer,
@@ -65,7 +78,16 @@ class Answerer:
     def answer(self, examples: Dataset, score: bool) -> ModelResult:
         prediction = self.predictor.predict(examples, self.args.batch_size, progress=f"{self.name} model")
         metrics = squad_scores(prediction.decoded, examples, self.settings) if score else {}
-        return ModelResult(self.name, prediction.decoded.predictions, metrics, prediction.seconds, prediction.windows)
+        candidates = question_candidates(prediction.decoded, self.settings)
+        confidence = first_probability(candidates.scores, self.calibration) if candidates.ids else []
+        ece = None
+        if score and candidates.ids:
+            ece = expected_calibration_error(confidence, rightness(candidates, references(examples))[1])
+        kind = f"calibrated, {self.calibration.describe()}" if self.calibration else "softmax"
+        return ModelResult(
+            self.name, prediction.decoded.predictions, metrics, prediction.seconds, prediction.windows,
+            dict(zip(candidates.ids, map(float, confidence))), kind, ece,
+        )  # fmt: skip
 
 
 def input_records(args) -> tuple[str, list[dict], bool]:
@@ -99,27 +121,39 @@ def chosen_models(args) -> list[tuple[str, str]]:
     return models
 
 
-def _cell(text: str, width: int) -> str:
-    text = " ".join(text.split()) or NO_ANSWER
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _cell(text: str, width: int, suffix: str = "") -> str:
+    """The text cut to fit `width` together with `suffix` (which is always shown)."""
+    text, room = " ".join(text.split()) or NO_ANSWER, width - len(suffix)
+    return (text if len(text) <= room else text[: room - 1] + "…") + suffix
+
+
+def _confidence(result: ModelResult, example_id: str) -> str:
+    value = result.confidence.get(example_id)
+    return "" if value is None else f" ({100 * value:.0f}%)"
 
 
 def comparison_table(examples: Dataset, results: list[ModelResult], rows: int, width: int = 28) -> str:
-    """A plain-text table: question, gold answer, then each model's answer."""
+    """A plain-text table: question, gold answer, then each model's answer with its confidence."""
     header = ["question", "gold"] + [r.name for r in results]
     lines = [" | ".join(h.ljust(width) for h in header), "-+-".join("-" * width for _ in header)]
     for example in examples.select(range(min(rows, len(examples)))):
         gold = example["answers"]["text"][0] if example["answers"]["text"] else ""
-        cells = [example["question"], gold] + [r.predictions[example["id"]] for r in results]
-        lines.append(" | ".join(_cell(c, width).ljust(width) for c in cells))
+        cells = [_cell(example["question"], width), _cell(gold, width)]
+        cells += [_cell(r.predictions[example["id"]], width, _confidence(r, example["id"])) for r in results]
+        lines.append(" | ".join(c.ljust(width) for c in cells))
     return "\n".join(lines)
 
 
 def metrics_table(results: list[ModelResult]) -> str:
+    """Scores per model, and what its confidence column is (and, when scored, its calibration error)."""
     lines = []
     for r in results:
         shown = ", ".join(f"{k}={v:.2f}" for k, v in r.metrics.items() if not k.endswith(("total", "thresh")))
-        lines.append(f"{r.name:>6}: {shown or 'no gold answers to score'} ({r.features} windows, {r.seconds:.1f}s)")
+        ece = f", ECE {r.confidence_ece:.3f}" if r.confidence_ece is not None else ""
+        lines.append(
+            f"{r.name:>6}: {shown or 'no gold answers to score'} ({r.features} windows, {r.seconds:.1f}s; "
+            f"confidence: {r.confidence_kind}{ece})"
+        )
     return "\n".join(lines)
 
 
@@ -202,11 +236,18 @@ def compare(args) -> dict:
         "settings": {"from": settings_model(args), "values": asdict(settings), "sources": sources},
         "runtime": asdict(runtime),
         "models": {
-            r.name: {"path": path, "metrics": r.metrics, "seconds": r.seconds, "windows": r.features}
+            r.name: {
+                "path": path, "metrics": r.metrics, "seconds": r.seconds, "windows": r.features,
+                "confidence": r.confidence_kind, "confidence_ece": r.confidence_ece,
+            }
             for r, (_, path) in zip(results, models)
-        },
+        },  # fmt: skip
         "predictions": {
             example_id: {r.name: r.predictions[example_id] for r in results} for example_id in examples["id"]
+        },
+        # The probability of each prediction (calibrated when the model has a calibration; see models.*.confidence).
+        "confidence": {
+            example_id: {r.name: r.confidence.get(example_id) for r in results} for example_id in examples["id"]
         },
     }
     write_report(args.output_file, report)
@@ -236,7 +277,7 @@ def interactive(args, stdin=sys.stdin) -> None:
         record = [{columns.id: "q", columns.question: question, columns.context: context, columns.answers: []}]
         for answerer in answerers:
             result = answerer.answer(answerer.examples("prompt", record), score=False)
-            print(f"{answerer.name:>6}: {result.predictions['q'] or NO_ANSWER}")
+            print(f"{answerer.name:>6}: {result.predictions['q'] or NO_ANSWER}{_confidence(result, 'q')}")
 
 
 def ask_documents(args, stdin=None) -> int:

@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import set_seed
@@ -24,13 +25,14 @@ from postprocess import PostProcess
 from preprocess import Preprocess
 from process import Process, hub_options
 from slmqa.data.splits import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG
+from slmqa.decoding.calibration import CalibrationFit
 from slmqa.decoding.squad_metrics import V1_METRICS, V2_METRICS
 from slmqa.errors import ConfigError, DataError
 from slmqa.logs import get_logger, setup_logging
 from slmqa.modeling.loading import load_tokenizer
 from slmqa.modeling.precision import cpu_has_native_bf16, slow_cpu_bf16_warning
 from slmqa.reporting.card import write_run_report
-from slmqa.settings import QA_SETTINGS_FILE, check_window, settings_record
+from slmqa.settings import QA_SETTINGS_FILE, check_window, saved_threshold, settings_record
 from slmqa.training.checkpoints import WEIGHT_FILES, check_resume_compatible, file_sha256, last_complete_checkpoint
 
 logger = get_logger("run_qa")
@@ -153,6 +155,19 @@ def write_json(path: Path, content: dict) -> None:
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def calibrate_confidence(post_process: PostProcess, trainer, validation, results: dict) -> CalibrationFit | None:
+    """Calibrate answer confidence on the final evaluation's predictions, at the threshold the model is saved with.
+
+    None without an evaluation (or with too few validation questions): qa_settings.json then
+    has no calibration and answers carry the plain softmax.
+    """
+    if trainer.eval_decoded is None or validation is None:
+        return None
+    threshold, _ = saved_threshold(post_process.settings, results)
+    settings = replace(post_process.settings, null_score_diff_threshold=threshold)
+    return post_process.calibrate(trainer.eval_decoded, validation, settings)
+
+
 def run(model_args, data_args, lora_args, training_args) -> dict:
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
     if training_args.device.type == "cpu":
@@ -203,14 +218,19 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
         results.update(process.predict(examples["test"], test_features))
     trainer.save_metrics("data", data_counts, combined=True)
     results.update(data_counts)
+    calibration = None
     if training_args.should_save and training_args.do_train:
-        settings = settings_record(preprocess.settings, results)
+        calibration = calibrate_confidence(post_process, trainer, examples.get("validation"), results)
+        settings = settings_record(preprocess.settings, results, calibration and calibration.calibration)
         for model_dir in (output_dir, output_dir / "merged"):  # merged/: --merge_lora's plain copy
             if model_dir.is_dir():
                 write_json(model_dir / QA_SETTINGS_FILE, settings)
     # Our model card replaces the Trainer's, also in what a push uploads (after the model is
     # saved: peft's save_pretrained writes a placeholder README.md).
-    trainer.write_model_card = lambda: write_run_report(output_dir, arguments, data_report, results, trainer.state.log_history)
+    trainer.write_model_card = lambda: write_run_report(
+        output_dir, arguments, data_report, results, trainer.state.log_history,
+        calibration=calibration.report() if calibration else None,
+    )  # fmt: skip
     if training_args.should_save:
         trainer.write_model_card()
     if training_args.push_to_hub and training_args.do_train:

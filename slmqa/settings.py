@@ -6,6 +6,11 @@ trained and tuned with. `QASettings` holds them; the windowing (data.windows), t
 place for every command: `resolve_settings` takes, setting by setting, an explicit flag,
 else the model directory's qa_settings.json, else its run_args.json, else the defaults
 below. Training writes qa_settings.json (`settings_record`).
+
+qa_settings.json may also carry the answer `Calibration` fitted after training (how span
+scores become the probability that an answer is right); it travels in `QASettings` so
+that every reader of a model (serving, qa_predict.py) gets it with the other settings.
+Only qa_settings.json sets it: no flag, no run_args.json.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from slmqa.errors import ConfigError
@@ -27,6 +32,92 @@ RUN_ARGS_GROUP = "DataTrainingArguments"  # where run_args.json keeps these sett
 UNLIMITED_MODEL_LENGTH = 1_000_000
 
 
+CALIBRATION_METHODS = ("temperature", "platt")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How span scores become the probability that an answer is right: fitted on the validation split.
+
+    "temperature": the answer's softmax over its question's candidates at this temperature.
+    "platt": sigmoid(slope * x + intercept), x the log-odds of the answer's plain softmax
+    probability. The arithmetic is slmqa.decoding.calibration; this is the record that
+    qa_settings.json carries, checked when read.
+    """
+
+    method: str
+    temperature: float = 1.0
+    slope: float = 1.0
+    intercept: float = 0.0
+    fitted_on: int = 0  # validation questions it was fitted on
+    ece_before: float | None = None  # expected calibration error of the plain softmax on them
+    ece_after: float | None = None  # the same of the calibrated probability, out of fold
+    selection: str = ""  # why this method: the measurement that chose it
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ConfigError(f"calibration method must be one of {CALIBRATION_METHODS}, got {self.method!r}.")
+        for name in ("temperature", "slope", "intercept"):
+            if not _is_number(getattr(self, name)):
+                raise ConfigError(f"calibration {name} must be a finite number, got {getattr(self, name)!r}.")
+        if self.temperature <= 0:
+            raise ConfigError(f"calibration temperature must be positive, got {self.temperature}.")
+        if self.slope <= 0:  # a better-scored answer must not get the lower probability
+            raise ConfigError(f"calibration slope must be positive, got {self.slope}.")
+        if not isinstance(self.fitted_on, int) or isinstance(self.fitted_on, bool) or self.fitted_on < 0:
+            raise ConfigError(f"calibration fitted_on must be a count, got {self.fitted_on!r}.")
+        for name in ("ece_before", "ece_after"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and 0 <= value <= 1):
+                raise ConfigError(f"calibration {name} must be a number in [0, 1], got {value!r}.")
+        if not isinstance(self.selection, str):
+            raise ConfigError(f"calibration selection must be a string, got {self.selection!r}.")
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        """The fitted parameters of this method (what qa_settings.json stores besides the record)."""
+        if self.method == "temperature":
+            return {"temperature": self.temperature}
+        return {"slope": self.slope, "intercept": self.intercept}
+
+    def describe(self) -> str:
+        return f"{self.method} ({', '.join(f'{k} {v:.4g}' for k, v in self.parameters.items())})"
+
+    def to_json(self) -> dict:
+        content = {"method": self.method, **self.parameters, "fitted_on": self.fitted_on}
+        content.update({"ece_before": self.ece_before, "ece_after": self.ece_after, "selection": self.selection})
+        return content
+
+    @classmethod
+    def from_json(cls, content, path: Path) -> Calibration:
+        """The `calibration` entry of qa_settings.json; unknown keys are logged, wrong values refused."""
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path}: calibration must be a JSON object, got {type(content).__name__}.")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(content) - names)
+        if unknown:
+            logger.warning("%s: ignoring unknown calibration key(s) %s", path, ", ".join(unknown))
+        method = content.get("method")
+        if method is None:
+            raise ConfigError(f"{path}: calibration needs a method, one of {CALIBRATION_METHODS}.")
+        needed = {"temperature": ("temperature",), "platt": ("slope", "intercept")}.get(method, ())
+        missing = [name for name in needed if name not in content]
+        if missing:
+            raise ConfigError(f"{path}: calibration method {method!r} needs {', '.join(missing)}.")
+        values = {name: content[name] for name in names if name in content}
+        for name in ("temperature", "slope", "intercept", "ece_before", "ece_after"):
+            if _is_number(values.get(name)):
+                values[name] = float(values[name])
+        try:
+            return cls(**values)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class QASettings:
     """Window layout and span decoding: what must match between training, evaluation and serving."""
@@ -37,6 +128,7 @@ class QASettings:
     n_best_size: int = 20  # candidate starts/ends kept per window, and answers kept per question
     version_2_with_negative: bool = False  # questions may have no answer (SQuAD v2)
     null_score_diff_threshold: float = 0.0  # v2: answer "" when null score - best span score exceeds it
+    calibration: Calibration | None = None  # answer confidence fitted after training (qa_settings.json only)
 
     def __post_init__(self) -> None:
         for setting in fields(self):
@@ -52,9 +144,12 @@ class QASettings:
 
     def describe(self, sources: dict[str, str] | None = None) -> str:
         """`name=value (source), ...` for the log."""
+        shown = [(name, getattr(self, name)) for name in SETTING_NAMES]
+        if self.calibration is not None:
+            shown.append(("calibration", self.calibration.describe()))
         return ", ".join(
             f"{name}={value}" + (f" ({sources[name]})" if sources and name in sources else "")
-            for name, value in asdict(self).items()
+            for name, value in shown
         )
 
 
@@ -63,7 +158,9 @@ def _type_ok(name: str, value) -> bool:
     if name == "version_2_with_negative":
         return isinstance(value, bool)
     if name == "null_score_diff_threshold":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return _is_number(value)
+    if name == "calibration":
+        return value is None or isinstance(value, Calibration)
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -83,7 +180,8 @@ def check_window(max_seq_length: int, doc_stride: int, sources: dict | None = No
         raise ConfigError(f"max_seq_length={max_seq_length} exceeds the model's limit of {model_limit} tokens.")
 
 
-SETTING_NAMES = tuple(f.name for f in fields(QASettings))
+# What a flag, run_args.json or qa_settings.json may set; the calibration comes only from qa_settings.json.
+SETTING_NAMES = tuple(f.name for f in fields(QASettings) if f.name != "calibration")
 DEFAULTS = QASettings()
 
 
@@ -102,11 +200,11 @@ def question_token_budget(tokenizer, settings: QASettings) -> int:
 # ---------------------------------------------------------------- qa_settings.json
 
 
-def settings_record(settings: QASettings, results: dict) -> dict:
-    """qa_settings.json's content after training, with the threshold it is best used at.
+def saved_threshold(settings: QASettings, results: dict) -> tuple[float, str]:
+    """The no-answer threshold a trained model is best used at, and where it comes from.
 
-    For SQuAD v2 the no-answer threshold is the one that scored best on the validation split
-    (eval_best_f1_thresh) when there was an evaluation, else the one the run used.
+    For SQuAD v2 it is the one that scored best on the validation split (eval_best_f1_thresh)
+    when there was an evaluation, else the one the run used.
     """
     threshold = settings.null_score_diff_threshold
     source = "null_score_diff_threshold of the training run"
@@ -117,7 +215,17 @@ def settings_record(settings: QASettings, results: dict) -> dict:
             f"eval_best_f1_thresh: best F1 {results['eval_best_f1']:.2f} on the validation split "
             f"(F1 {results['eval_f1']:.2f} at the threshold in use, {settings.null_score_diff_threshold})"
         )
-    return {**asdict(replace(settings, null_score_diff_threshold=threshold)), "threshold_source": source}
+    return threshold, source
+
+
+def settings_record(settings: QASettings, results: dict, calibration: Calibration | None = None) -> dict:
+    """qa_settings.json's content after training: the settings at the saved threshold, and the calibration if fitted."""
+    threshold, source = saved_threshold(settings, results)
+    record = {name: getattr(settings, name) for name in SETTING_NAMES}
+    record.update(null_score_diff_threshold=threshold, threshold_source=source)
+    if calibration is not None:
+        record["calibration"] = calibration.to_json()
+    return record
 
 
 def _read_json_object(path: Path) -> dict:
@@ -147,19 +255,30 @@ def _checked(values: dict, path: Path, where: str = "") -> dict:
 def read_qa_settings(model_dir: Path) -> tuple[dict, str | None]:
     """Settings from the model's qa_settings.json (absent: none), and its threshold_source.
 
+    A `calibration` entry comes back as a `Calibration` under that key (absent or null: none).
     Unknown keys are logged, not refused, so that a newer version can add fields.
     """
     path = model_dir / QA_SETTINGS_FILE
     if not path.is_file():
         return {}, None
     content = _read_json_object(path)
-    unknown = sorted(set(content) - set(SETTING_NAMES) - {"threshold_source"})
+    unknown = sorted(set(content) - set(SETTING_NAMES) - {"threshold_source", "calibration"})
     if unknown:
         logger.warning("%s: ignoring unknown key(s) %s", path, ", ".join(unknown))
     threshold_source = content.get("threshold_source")
     if threshold_source is not None and not isinstance(threshold_source, str):
         raise ConfigError(f"{path}: threshold_source must be a string, got {threshold_source!r}.")
-    return _checked(content, path), threshold_source
+    found = _checked(content, path)
+    if content.get("calibration") is not None:
+        found["calibration"] = Calibration.from_json(content["calibration"], path)
+    return found, threshold_source
+
+
+def model_calibration(model_dir: str | Path | None) -> Calibration | None:
+    """The calibration in a model directory's own qa_settings.json (none for a Hub id or an uncalibrated model)."""
+    if model_dir is None or not Path(model_dir).is_dir():
+        return None
+    return read_qa_settings(Path(model_dir))[0].get("calibration")
 
 
 def read_run_args_settings(model_dir: Path) -> dict:
@@ -178,7 +297,7 @@ def resolve_settings(flags: dict, model_dir: str | Path | None) -> tuple[QASetti
 
     Order: explicit flag (not None) > the model directory's qa_settings.json > its
     run_args.json > the defaults. A Hub id (not a directory) carries no such files and gets
-    the defaults.
+    the defaults. The calibration comes from qa_settings.json or is None (uncalibrated softmax).
     """
     qa_settings, threshold_source, run_args = {}, None, {}
     if model_dir is not None and Path(model_dir).is_dir():
@@ -197,7 +316,10 @@ def resolve_settings(flags: dict, model_dir: str | Path | None) -> tuple[QASetti
     if sources["null_score_diff_threshold"] == QA_SETTINGS_FILE and threshold_source:
         sources["null_score_diff_threshold"] += f": {threshold_source}"
     check_window(values["max_seq_length"], values["doc_stride"], sources)
-    return QASettings(**values), sources
+    calibration = qa_settings.get("calibration")
+    if calibration is not None:
+        sources["calibration"] = QA_SETTINGS_FILE
+    return QASettings(**values, calibration=calibration), sources
 
 
 def model_settings(model_dir: str | Path) -> tuple[QASettings, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import re
 
 import pytest
 import torch
@@ -67,6 +69,24 @@ def first_word_file(tmp_path):
     return write_flat(tmp_path / "first_word.json", records)
 
 
+def test_each_model_reports_its_own_calibrated_confidence(tiny_model_dir, silent_model_dir, first_word_file, tmp_path,
+                                                          capsys):
+    """The tuned model's qa_settings.json has a calibration: its confidence is calibrated, the base model's is not."""
+    plain = run_report(tmp_path, "--tuned_model", silent_model_dir, "--data_file", first_word_file)
+    calibration = {"method": "platt", "slope": 1.0, "intercept": -2.0, "fitted_on": 50}
+    (silent_model_dir / "qa_settings.json").write_text(json.dumps({"calibration": calibration}), encoding="utf-8")
+    capsys.readouterr()
+    report = run_report(tmp_path, "--base_model", tiny_model_dir, "--tuned_model", silent_model_dir,
+                        "--data_file", first_word_file)
+    assert report["models"]["tuned"]["confidence"] == "calibrated, platt (slope 1, intercept -2)"
+    assert report["models"]["base"]["confidence"] == "softmax"
+    for qid, confidence in report["confidence"].items():
+        softmax = plain["confidence"][qid]["tuned"]
+        expected = 1 / (1 + math.exp(-(math.log(softmax / (1 - softmax)) - 2.0)))
+        assert confidence["tuned"] == pytest.approx(expected) and confidence["tuned"] < softmax
+    assert "confidence: calibrated, platt" in capsys.readouterr().out
+
+
 def test_compare_reports_each_model_under_its_own_role(tiny_model_dir, silent_model_dir, first_word_file, tmp_path,
                                                        capsys):
     # Reference: the random tiny model alone. The silent model answers every gold span.
@@ -88,7 +108,11 @@ def test_compare_reports_each_model_under_its_own_role(tiny_model_dir, silent_mo
     header, _, first_row = printed.splitlines()[:3]
     assert header.split() == ["question", "|", "gold", "|", "base", "|", "tuned"]
     assert first_row.split("|")[0].strip() == "Who inspects the pump P-0?"
-    assert first_row.split("|")[1].strip() == first_row.split("|")[3].strip() == "Anna"
+    assert first_row.split("|")[1].strip() == "Anna"
+    # The tuned model's answer, with its confidence: the softmax over its candidates (it has no calibration).
+    assert re.fullmatch(r"Anna \(\d+%\)", first_row.split("|")[3].strip())
+    assert report["models"]["tuned"]["confidence"] == "softmax" and report["models"]["tuned"]["confidence_ece"] >= 0
+    assert all(0 <= c["tuned"] <= 1 for c in report["confidence"].values()) and set(report["confidence"]) == set(gold)
     assert "tuned: exact_match=100.00, f1=100.00" in printed
 
 

@@ -37,6 +37,13 @@ def test_train_eval_predict_writes_loadable_outputs(tiny_model_dir, small_datase
     assert sorted(predictions) == sorted(f"validation-{i}" for i in range(12))
     run_args = json.loads((out / "run_args.json").read_text())
     assert run_args["DataTrainingArguments"]["doc_stride"] == 16
+    # Answer confidence is calibrated on the validation predictions, saved with the settings and shown in the card.
+    calibration = json.loads((out / "qa_settings.json").read_text())["calibration"]
+    assert calibration["method"] in ("temperature", "platt") and calibration["fitted_on"] == 12
+    assert 0 <= calibration["ece_before"] <= 1 and 0 <= calibration["ece_after"] <= 1
+    card = (out / "README.md").read_text()
+    assert "## Answer confidence" in card and "Expected calibration error" in card
+    assert f"**{calibration['ece_before']:.4f}** uncalibrated" in card and "| c | answered | coverage |" in card
 
     card = (out / "README.md").read_text()
     assert "pipeline_tag: question-answering" in card and str(tiny_model_dir) in card
@@ -98,6 +105,7 @@ def test_version_2_scores_and_best_model_on_f1(tiny_model_dir, tmp_path):
     assert settings["null_score_diff_threshold"] == metrics["eval_best_f1_thresh"]
     assert settings["version_2_with_negative"] is True and settings["max_seq_length"] == 64
     assert "eval_best_f1_thresh" in settings["threshold_source"]
+    assert settings["calibration"]["fitted_on"] == 16  # answered or not, every validation question has a confidence
 
 
 def test_stage_flags_need_their_files(tiny_model_dir, small_dataset, tmp_path):

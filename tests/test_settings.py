@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import logging
+from dataclasses import replace
 
 import pytest
 
 from slmqa.errors import ConfigError
-from slmqa.settings import DEFAULTS, QASettings, model_settings, resolve_settings, settings_record
+from slmqa.settings import (
+    DEFAULTS,
+    SETTING_NAMES,
+    Calibration,
+    QASettings,
+    model_calibration,
+    model_settings,
+    resolve_settings,
+    settings_record,
+)
 
-NO_FLAGS = dict.fromkeys(asdict(DEFAULTS))
+NO_FLAGS = dict.fromkeys(SETTING_NAMES)
+
+
+def asdict(settings: QASettings) -> dict:
+    """The settings a flag may set (the calibration is compared on its own)."""
+    return {name: getattr(settings, name) for name in SETTING_NAMES}
 
 
 
@@ -137,3 +152,78 @@ def test_the_record_after_training_keeps_the_best_threshold():
     assert record["null_score_diff_threshold"] == -2.5 and record["threshold_source"].startswith("eval_best_f1_thresh")
     assert QASettings(**{k: v for k, v in record.items() if k != "threshold_source"}).version_2_with_negative
     assert settings_record(DEFAULTS, {"eval_best_f1_thresh": -2.5})["null_score_diff_threshold"] == 0.0  # v1: no threshold
+
+
+# ---------------------------------------------------------------- the answer calibration in qa_settings.json
+
+TEMPERATURE = Calibration("temperature", temperature=2.0, fitted_on=120, ece_before=0.21, ece_after=0.04,
+                          selection="5-fold cross-validated log-loss")
+
+
+def test_calibration_round_trip_through_qa_settings_json(tmp_path):
+    v2 = QASettings(version_2_with_negative=True)
+    record = settings_record(v2, {"eval_best_f1_thresh": -2.5, "eval_best_f1": 60.0, "eval_f1": 55.0}, TEMPERATURE)
+    assert record["calibration"] == {"method": "temperature", "temperature": 2.0, "fitted_on": 120,
+                                     "ece_before": 0.21, "ece_after": 0.04, "selection": "5-fold cross-validated log-loss"}
+    write_json(tmp_path / "qa_settings.json", record)
+    settings, sources = resolve_settings({}, tmp_path)
+    assert settings.calibration == TEMPERATURE and sources["calibration"] == "qa_settings.json"
+    assert settings.null_score_diff_threshold == -2.5
+    assert model_settings(tmp_path)[0].calibration == TEMPERATURE == model_calibration(tmp_path)
+    assert "calibration=temperature (temperature 2)" in settings.describe()
+    # Flags change the settings they name; the calibration stays the model's.
+    assert resolve_settings({"n_best_size": 5}, tmp_path)[0].calibration == TEMPERATURE
+
+    platt = Calibration("platt", slope=0.7, intercept=-0.3)
+    write_json(tmp_path / "qa_settings.json", {**record, "calibration": platt.to_json()})
+    assert model_calibration(tmp_path) == platt
+    assert {"slope", "intercept"} <= set(platt.to_json()) and "temperature" not in platt.to_json()
+
+
+def test_qa_settings_json_without_calibration_still_loads(tmp_path):
+    old = {"max_seq_length": 384, "doc_stride": 128, "max_answer_length": 30, "n_best_size": 20,
+           "version_2_with_negative": True, "null_score_diff_threshold": -11.6, "threshold_source": "eval_best_f1_thresh"}
+    write_json(tmp_path / "qa_settings.json", old)
+    settings, sources = resolve_settings({}, tmp_path)
+    assert settings.calibration is None and "calibration" not in sources and settings.null_score_diff_threshold == -11.6
+    assert "calibration" not in settings.describe() and model_calibration(tmp_path) is None
+    assert "calibration" not in settings_record(settings, {})  # none fitted: none written
+    write_json(tmp_path / "qa_settings.json", {**old, "calibration": None})
+    assert model_calibration(tmp_path) is None
+    assert model_calibration(None) is None and model_calibration("org/hub-model") is None
+
+
+@pytest.mark.parametrize(
+    "calibration, message",
+    [
+        ([1.5], "calibration must be a JSON object"),
+        ({"method": "isotonic"}, "method must be one of"),
+        ({"temperature": 2.0}, "calibration needs a method"),
+        ({"method": "temperature"}, "needs temperature"),
+        ({"method": "temperature", "temperature": 0}, "temperature must be positive"),
+        ({"method": "temperature", "temperature": "2"}, "temperature must be a finite number"),
+        ({"method": "platt", "slope": 1.0}, "needs intercept"),
+        ({"method": "platt", "slope": 1.0, "intercept": True}, "intercept must be a finite number"),
+        ({"method": "platt", "slope": -0.5, "intercept": 1.0}, "slope must be positive"),
+        ({"method": "temperature", "temperature": 2.0, "ece_after": 1.5}, "ece_after must be a number in"),
+        ({"method": "temperature", "temperature": 2.0, "fitted_on": -1}, "fitted_on must be a count"),
+    ],
+)
+def test_a_malformed_calibration_is_a_config_error(tmp_path, calibration, message):
+    path = write_json(tmp_path / "qa_settings.json", {"calibration": calibration})
+    with pytest.raises(ConfigError, match=f"{path}.*{message}"):
+        resolve_settings({}, tmp_path)
+
+
+def test_unknown_calibration_keys_are_logged_not_refused(tmp_path, caplog):
+    write_json(tmp_path / "qa_settings.json", {"calibration": {**TEMPERATURE.to_json(), "bins": 15}})
+    with caplog.at_level(logging.WARNING, logger="slmqa.settings"):
+        assert model_calibration(tmp_path) == TEMPERATURE
+    assert "unknown calibration key(s) bins" in caplog.text
+
+
+def test_settings_with_a_calibration_stay_frozen_and_hashable():
+    settings = replace(DEFAULTS, calibration=TEMPERATURE)
+    assert hash(settings) == hash(replace(DEFAULTS, calibration=TEMPERATURE)) and settings != DEFAULTS
+    with pytest.raises(ConfigError, match="calibration has an invalid value"):
+        QASettings(calibration={"method": "temperature"})

@@ -54,6 +54,15 @@ def _f1_v2(gold: str, pred: str) -> float:
     return _overlap_f1(pred_tokens, gold_tokens)
 
 
+def answer_f1(prediction: str, golds: list[str]) -> float:
+    """One prediction's F1 (0..1) as SQuAD v2.0 scores it: best over the gold texts; no gold text: only "" is right.
+
+    What answer calibration calls right (slmqa.decoding.calibration), for v1 and v2 models alike.
+    """
+    usable = [gold for gold in golds if normalize_answer(gold)] or [""]
+    return float(max(_f1_v2(gold, prediction) for gold in usable))
+
+
 def _exact(gold: str, pred: str) -> int:
     return int(normalize_answer(gold) == normalize_answer(pred))
 

@@ -72,14 +72,16 @@ def write_run_report(
     data_report: dict,
     results: dict,
     log_history: list[dict],
+    calibration: dict | None = None,
 ) -> dict[str, Path]:
     """Write README.md, results.md and (if possible) training_curves.png into output_dir.
 
     Call it after the model is saved: for a LoRA run it replaces the placeholder model
-    card that peft's save_pretrained writes. Returns {"README.md": path, ...} for the
-    files actually written.
+    card that peft's save_pretrained writes. `calibration`: the answer-confidence fit
+    (`CalibrationFit.report()`: the calibration record and risk-coverage rows), when there
+    was one. Returns {"README.md": path, ...} for the files actually written.
     """
-    run = RunView(Path(output_dir), run_args or {}, data_report or {}, results or {}, log_history or [])
+    run = RunView(Path(output_dir), run_args or {}, data_report or {}, results or {}, log_history or [], calibration)
     run.output_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     plot = write_training_curves(run.log_history, run.output_dir / PNG_NAME, run.eval_metric_names())
@@ -104,6 +106,7 @@ def _model_card(run: RunView, has_plot: bool = False) -> str:
         _data_section(run),
         _hyperparameter_section(run),
         _results_section(run, has_plot),
+        _confidence_section(run),
         _usage_section(run),
     ]
     body = "\n\n".join(s for s in sections if s) + "\n"
@@ -251,6 +254,50 @@ def _results_section(run: RunView, has_plot: bool) -> str:
     if has_plot:
         text += f"\n\n![Training loss and evaluation scores by step]({PNG_NAME})"
     return text
+
+
+def _confidence_section(run: RunView) -> str:
+    """How far the answer probability can be trusted: ECE before/after calibration and a risk-coverage table."""
+    report = run.calibration or {}
+    record, rows = report.get("calibration") or {}, report.get("risk_coverage") or []
+    if not record:
+        return ""
+    before, after = record.get("ece_before"), record.get("ece_after")
+    parameters = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k in ("temperature", "slope", "intercept"))
+    lines = [
+        "## Answer confidence",
+        "",
+        f"An answer's `probability` is calibrated ({record.get('method')} scaling: {parameters}; fitted on "
+        f"{record.get('fitted_on')} validation answers, saved in `qa_settings.json`), so that it estimates how often "
+        "such an answer is right (right: SQuAD F1 >= 0.5 against the gold answers; for SQuAD v2 an empty answer to "
+        "an unanswerable question is right). `softmax_probability` keeps the uncalibrated softmax over the question's "
+        "candidate answers.",
+    ]
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        lines += [
+            "",
+            f"Expected calibration error (10 bins) on the validation answers: **{before:.4f}** uncalibrated, "
+            f"**{after:.4f}** calibrated (out of fold: each answer's probability comes from a fit on the other folds).",
+        ]
+    if record.get("selection"):
+        lines += ["", f"Method chosen by {record['selection']}."]
+    if rows:
+        table = [
+            [
+                f"{row['confidence']:.3f}", str(row["answered"]), f"{100 * row['coverage']:.1f}%",
+                "" if row.get("f1") is None else f"{row['f1']:.2f}",
+                "" if row.get("accuracy") is None else f"{100 * row['accuracy']:.1f}%",
+            ]
+            for row in rows
+        ]  # fmt: skip
+        lines += [
+            "",
+            "Risk and coverage: answering only when the calibrated probability is at least *c* (the other questions "
+            "get no answer), on the validation questions.",
+            "",
+            markdown_table(["c", "answered", "coverage", "F1 of answered", "right of answered"], table),
+        ]
+    return "\n".join(lines)
 
 
 def _usage_section(run: RunView) -> str:

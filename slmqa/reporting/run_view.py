@@ -1,9 +1,9 @@
 """What a finished run's records say, read tolerantly, and how its numbers are shown.
 
 `RunView` reads the four inputs of a run report (run_args.json, data_report.json, the
-results and the log history); any of them may be empty or partial, and only numbers
-that are present are used. The formatting helpers are shared by the model card
-(card.py) and the summary (summary.py).
+results and the log history), and the answer-confidence calibration when there was one;
+any of them may be empty or partial, and only numbers that are present are used. The
+formatting helpers are shared by the model card (card.py) and the summary (summary.py).
 """
 
 from __future__ import annotations
@@ -32,12 +32,21 @@ METRIC_ORDER = (
 class RunView:
     """Tolerant access to the four inputs: any of them may be empty, any key may be missing."""
 
-    def __init__(self, output_dir: Path, run_args: dict, data_report: dict, results: dict, log_history: list[dict]):
+    def __init__(
+        self,
+        output_dir: Path,
+        run_args: dict,
+        data_report: dict,
+        results: dict,
+        log_history: list[dict],
+        calibration: dict | None = None,
+    ):
         self.output_dir = output_dir
         self.run_args = run_args
         self.data_report = data_report
         self.results = results
         self.log_history = log_history
+        self.calibration = calibration or {}  # answer-confidence fit: {"calibration": record, "risk_coverage": rows}
 
     def arg(self, group: str, name: str) -> Any:
         return (self.run_args.get(group) or {}).get(name)

@@ -6,7 +6,15 @@ evaluation windowing without datasets.map, whose per-call overhead dwarfs a requ
 backend gives the logits (inference.logits: windows batched longest first, so a batch pads
 only to its own longest window), and decoding.predictions picks the n-best spans. Answers
 of all passages of a question are then ranked together by span score, with their
-character offsets moved from the passage to the document.
+character offsets moved from the passage to the document. Overlapping passages read the
+same words twice, and a window proposes sub-spans of its best span: a span that overlaps a
+better-scored answer in the same document is folded into it (`rank_answers`).
+
+Confidence: `softmax_probability` is the softmax of the span scores over the question's
+answers (after folding; for a v2 model "no answer" is one more candidate, scored as
+calibration scores it: the lowest no-answer score of the passages read).
+`probability` is the calibrated estimate of how often such an answer is right when the
+model's qa_settings.json has a calibration (slmqa.decoding.calibration), else that softmax.
 
 A SQuAD v2 model may abstain: a passage whose "no answer" score beats its best span by
 more than the saved threshold contributes no answer, and a span counts only when it
@@ -19,13 +27,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 
-import numpy as np
-
 from slmqa.data.windows import Windower
+from slmqa.decoding.calibration import answer_probabilities, fold_overlapping
 from slmqa.decoding.predictions import Decoded, decode_predictions
 from slmqa.inference.logits import window_logits
 from slmqa.serving.retrieval import Hit
-from slmqa.settings import QASettings, question_token_budget
+from slmqa.settings import Calibration, QASettings, question_token_budget
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +43,8 @@ class Answer:
 
     text: str
     score: float  # start + end logit of the span
-    probability: float  # softmax of the score over this question's candidate answers
+    probability: float  # calibrated chance that it is right; without a calibration, softmax_probability
+    softmax_probability: float  # softmax of the score over this question's answers (and v2 "no answer")
     document: str
     start: int  # character offsets in the document text: text == document_text[start:end]
     end: int
@@ -81,13 +89,6 @@ class Reading:
         return content
 
 
-def _softmax(scores: list[float]) -> list[float]:
-    if not scores:
-        return []
-    values = np.exp(np.asarray(scores) - max(scores))
-    return (values / values.sum()).tolist()
-
-
 def passage_spans(decoded: Decoded, pid: str, settings: QASettings) -> list[dict]:
     """The n-best spans of one passage that may be answers (for v2: those beating its no-answer score)."""
     spans = [entry for entry in decoded.nbest.get(pid, []) if entry["start_char"] is not None and entry["text"]]
@@ -97,22 +98,50 @@ def passage_spans(decoded: Decoded, pid: str, settings: QASettings) -> list[dict
     return [s for s in spans if null_score - s["score"] <= settings.null_score_diff_threshold]
 
 
-def rank_answers(candidates: list[tuple[dict, Hit]], top_k: int) -> list[Answer]:
-    """Candidates of all passages as answers: one per document span (overlapping passages repeat them), best first."""
-    best: dict[tuple, tuple[dict, Hit]] = {}
-    for span, hit in candidates:
-        key = (hit.passage.document, hit.passage.start + span["start_char"], hit.passage.start + span["end_char"])
-        if key not in best or span["score"] > best[key][0]["score"]:
-            best[key] = (span, hit)
-    ranked = sorted(best.items(), key=lambda item: -item[1][0]["score"])
-    probabilities = _softmax([span["score"] for _, (span, _) in ranked])
+def no_answer_score(decoded: Decoded, pids: list[str], settings: QASettings) -> float | None:
+    """A v2 model's "no answer" candidate for a question read in these passages: the lowest null score.
+
+    As decoding scores "no answer" over the windows of one context (the window least sure
+    there is none), and as calibration was fitted (slmqa.decoding.calibration).
+    """
+    if not settings.version_2_with_negative:
+        return None
+    nulls = [entry["score"] for pid in pids for entry in decoded.nbest.get(pid, []) if entry["start_char"] is None]
+    return min(nulls) if nulls else None
+
+
+def rank_answers(
+    candidates: list[tuple[dict, Hit]],
+    top_k: int,
+    calibration: Calibration | None = None,
+    no_answer: float | None = None,
+) -> list[Answer]:
+    """Candidates of all passages as answers, best first, at most top_k.
+
+    Folding: the best-scored span wins, and a span overlapping (or inside) a better-ranked
+    answer in the same document is not a separate answer (overlapping passages repeat
+    spans, windows propose sub-spans). Probabilities are over the answers after folding,
+    and `no_answer` (a v2 model's "no answer" score) competes with them without being one.
+    """
+    ranked = sorted(candidates, key=lambda candidate: -candidate[0]["score"])  # stable: ties keep passage order
+    places = [
+        (hit.passage.document, hit.passage.start + span["start_char"], hit.passage.start + span["end_char"])
+        for span, hit in ranked
+    ]
+    kept = fold_overlapping(places)
+    scores = [float(ranked[i][0]["score"]) for i in kept]
+    others = [] if no_answer is None else [no_answer]
+    softmax = answer_probabilities(scores, None, others)
+    probabilities = answer_probabilities(scores, calibration, others) if calibration is not None else softmax
     answers = []
-    for ((document, start, end), (span, hit)), probability in zip(ranked[:top_k], probabilities):
+    for index, probability, plain in zip(kept[:top_k], probabilities, softmax):
+        (span, hit), (document, start, end) = ranked[index], places[index]
         answers.append(
             Answer(
-                text=span["text"], score=float(span["score"]), probability=float(probability), document=document,
-                start=start, end=end, passage=hit.passage.text, passage_start=hit.passage.start,
-                answer_start=span["start_char"], answer_end=span["end_char"], retrieval_score=hit.score,
+                text=span["text"], score=float(span["score"]), probability=float(probability),
+                softmax_probability=float(plain), document=document, start=start, end=end, passage=hit.passage.text,
+                passage_start=hit.passage.start, answer_start=span["start_char"], answer_end=span["end_char"],
+                retrieval_score=hit.score,
             )
         )
     return answers
@@ -146,11 +175,14 @@ class Reader:
                                 "question": question.strip(), "answers": {"text": [], "answer_start": []}})
         decoded = self._decode(records) if records else Decoded()
         candidates: list[list[tuple[dict, Hit]]] = [[] for _ in questions]
+        pids: list[list[str]] = [[] for _ in questions]
         for pid, (q, hit) in owner.items():
             candidates[q].extend((span, hit) for span in passage_spans(decoded, pid, self.settings))
+            pids[q].append(pid)
         readings = []
-        for question, passages, found in zip(questions, hits, candidates):
-            answers = rank_answers(found, top_k)
+        for question, passages, found, read in zip(questions, hits, candidates, pids):
+            no_answer = no_answer_score(decoded, read, self.settings) if found else None
+            answers = rank_answers(found, top_k, self.settings.calibration, no_answer)
             readings.append(Reading(question, answers, not answers, len(passages), tuple(passages)))
         return readings
 

@@ -352,3 +352,24 @@ def test_licence_is_chosen_else_the_base_models_else_unknown(tmp_path):
         assert front_matter((out / "README.md").read_text(encoding="utf-8"))["license"] == expected
     write_run_report(out, run_args(tmp_path, "--model_name_or_path", str(tmp_path / "no-card")), {}, {}, [])
     assert front_matter((out / "README.md").read_text(encoding="utf-8"))["license"] == "unknown"
+
+
+def test_answer_confidence_section_only_with_a_calibration(tmp_path):
+    from slmqa.decoding.calibration import risk_coverage
+    from slmqa.settings import Calibration
+
+    calibration = Calibration("platt", slope=0.4, intercept=-0.5, fitted_on=200, ece_before=0.3125, ece_after=0.0412,
+                              selection="5-fold cross-validated log-loss on 200 validation answers: temperature 0.61, platt 0.58")
+    rows = risk_coverage([0.9, 0.8, 0.4, 0.2], [True, True, False, False], [1.0, 0.8, 0.0, 0.3])
+    out = tmp_path / "run"
+    write_run_report(out, run_args(tmp_path), data_report(), TRAIN_RESULTS | V1_EVAL, log_history(),
+                     calibration={"calibration": calibration.to_json(), "risk_coverage": rows})
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Answer confidence")[1].split("\n## ")[0]
+    assert "platt scaling: slope 0.4, intercept -0.5; fitted on 200 validation answers" in section
+    assert "**0.3125** uncalibrated, **0.0412** calibrated" in section and "`softmax_probability`" in section
+    assert "Method chosen by 5-fold cross-validated log-loss" in section
+    assert "| 0.500 | 2 | 50.0% | 90.00 | 100.0% |" in section and "| 0.900 | 1 | 25.0% | 100.00 | 100.0% |" in section
+
+    write_run_report(out, run_args(tmp_path), data_report(), TRAIN_RESULTS | V1_EVAL, log_history())
+    assert "## Answer confidence" not in (out / "README.md").read_text(encoding="utf-8")

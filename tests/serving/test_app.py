@@ -52,7 +52,10 @@ def test_answer_with_document_offsets_and_passage(client):
 
 def test_top_k_bounds_the_answers(client):
     assert len(client.post("/answer", json={"question": QUESTION, "top_k": 1}).json()["answers"]) == 1
-    assert len(client.post("/answer", json={"question": QUESTION, "top_k": 10}).json()["answers"]) > 3
+    # The spans around the marked "25" all overlap it and fold into one answer (tests/serving/test_reader.py
+    # counts top_k after folding on hand-made candidates).
+    answers = client.post("/answer", json={"question": QUESTION, "top_k": 10}).json()["answers"]
+    assert 1 <= len(answers) <= 10 and answers[0]["text"] == "25"
 
 
 def test_question_matching_no_document_has_no_answer(client):

@@ -1,15 +1,17 @@
-"""slmqa.serving.reader and docqa: answers with document offsets, ranking, batching, abstention."""
+"""slmqa.serving.reader and docqa: answers with document offsets, ranking, folding, confidence, batching, abstention."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
-from slmqa.serving.documents import Document, passages_of
-from slmqa.serving.reader import Reader
-from slmqa.serving.retrieval import Retriever
-from slmqa.settings import QASettings
+from slmqa.serving.documents import Document, Passage, passages_of
+from slmqa.serving.reader import Reader, rank_answers
+from slmqa.serving.retrieval import BM25Retriever, Hit
+from slmqa.settings import Calibration, QASettings, model_settings, settings_record
 from tests.document_helpers import MANUAL, POLICY, MarkedTokenBackend, document_folder
 
 SETTINGS = QASettings(max_seq_length=64, doc_stride=16, max_answer_length=10, n_best_size=5)
@@ -19,7 +21,7 @@ SETTINGS = QASettings(max_seq_length=64, doc_stride=16, max_answer_length=10, n_
 def collection():
     documents = [Document("manual.txt", MANUAL), Document("policy.md", POLICY)]
     passages = passages_of(documents, words=10, overlap=3)
-    return {d.name: d.text for d in documents}, Retriever(passages)
+    return {d.name: d.text for d in documents}, BM25Retriever(passages)
 
 
 def reader_with(tokenizer, marked: str = "25", settings: QASettings = SETTINGS, **backend) -> Reader:
@@ -94,3 +96,91 @@ def test_document_qa_end_to_end_with_a_tiny_model(tmp_path, tiny_model_dir):
         for answer in reading.answers:
             assert qa.documents[answer.document].text[answer.start : answer.end] == answer.text
     assert qa.describe()["documents"] == 6 and qa.describe()["backend"] == "torch"
+
+
+# ------------------------------------------------------------------ folding overlapping answers
+
+TEXT = "The CM-7 compressor is installed in hall 3. Its torque setting is 25 Nm under normal load, checked yearly."
+
+
+def hit(document: str, start: int, end: int, score: float = 1.0) -> Hit:
+    return Hit(Passage(document, start, end, TEXT[start:end]), score)
+
+
+def span(passage_hit: Hit, text: str, score: float) -> tuple[dict, Hit]:
+    """A candidate span of `text` (its first occurrence in the passage), with passage offsets."""
+    start = passage_hit.passage.text.index(text)
+    return {"text": text, "score": score, "start_char": start, "end_char": start + len(text)}, passage_hit
+
+
+def test_overlapping_spans_of_overlapping_passages_fold_into_the_best():
+    first, second = hit("manual.txt", 0, 90), hit("manual.txt", 44, len(TEXT))  # overlap: "Its torque ... under"
+    candidates = [
+        span(first, "25 Nm", 9.0),
+        span(second, "25", 12.0),  # the best: "25 Nm" (other passage) and "setting is 25" overlap it
+        span(first, "setting is 25", 6.0),
+        span(second, "25 Nm under normal load", 8.0),  # around the best
+        span(second, "25 Nm", 7.5),  # the same words as a first-passage candidate
+        span(first, "hall 3", 5.0),  # disjoint: stays
+        span(second, "checked yearly", 2.0),  # disjoint: stays
+        span(hit("policy.md", 44, 90), "25", 1.0),  # same offsets, another document: stays
+    ]
+    answers = rank_answers(candidates, top_k=10)
+    assert [(a.text, a.document) for a in answers] == [
+        ("25", "manual.txt"), ("hall 3", "manual.txt"), ("checked yearly", "manual.txt"), ("25", "policy.md")]
+    assert [a.score for a in answers] == [12.0, 5.0, 2.0, 1.0]
+    best = answers[0]
+    assert TEXT[best.start : best.end] == "25" and best.passage_start == 44
+    assert best.passage[best.answer_start : best.answer_end] == "25"
+
+
+def test_top_k_counts_answers_after_folding():
+    passage = hit("manual.txt", 0, len(TEXT))
+    candidates = [span(passage, "25 Nm", 9.0), span(passage, "25", 8.0), span(passage, "Nm", 7.0),
+                  span(passage, "hall 3", 5.0), span(passage, "torque", 4.0), span(passage, "yearly", 3.0)]
+    assert [a.text for a in rank_answers(candidates, top_k=3)] == ["25 Nm", "hall 3", "torque"]
+    assert [a.text for a in rank_answers(candidates, top_k=1)] == ["25 Nm"]
+    # Probabilities are over the folded answers: the four kept ones share the whole softmax.
+    everything = rank_answers(candidates, top_k=10)
+    assert len(everything) == 4 and sum(a.softmax_probability for a in everything) == pytest.approx(1.0)
+    assert all(a.probability == a.softmax_probability for a in everything)  # no calibration: the softmax
+
+
+def test_disjoint_spans_in_one_document_stay_separate_answers():
+    passage = hit("manual.txt", 0, len(TEXT))
+    candidates = [span(passage, "compressor", 3.0), span(passage, "hall 3", 2.0), span(passage, "25 Nm", 1.0)]
+    assert [a.text for a in rank_answers(candidates, top_k=5)] == ["compressor", "hall 3", "25 Nm"]
+
+
+def test_no_answer_competes_for_probability_without_being_an_answer():
+    passage = hit("manual.txt", 0, len(TEXT))
+    candidates = [span(passage, "25 Nm", 4.0), span(passage, "hall 3", 2.0)]
+    answers = rank_answers(candidates, top_k=5, no_answer=3.0)
+    weights = np.exp([4.0, 2.0, 3.0])
+    assert [a.softmax_probability for a in answers] == pytest.approx(list(weights[:2] / weights.sum()))
+
+
+# ------------------------------------------------------------------ calibrated confidence
+
+
+@pytest.mark.parametrize("temperature, lower", [(3.0, True), (0.5, False)])
+def test_calibration_written_read_back_and_used_by_the_reader(tokenizer, collection, tmp_path, temperature, lower):
+    """qa_settings.json with a calibration -> model_settings -> Reader: the calibrated probability moves as it should.
+
+    A temperature above 1 flattens an over-confident softmax (the best answer's probability
+    drops), one below 1 sharpens it.
+    """
+    calibration = Calibration("temperature", temperature=temperature, fitted_on=100, ece_before=0.2, ece_after=0.05)
+    (tmp_path / "qa_settings.json").write_text(json.dumps(settings_record(SETTINGS, {}, calibration)), encoding="utf-8")
+    settings, source = model_settings(tmp_path)
+    assert settings.calibration == calibration and source.endswith("qa_settings.json")
+    _, retriever = collection
+    question = "What is the torque setting of the compressor?"
+    hits = retriever.search(question, 4)
+    calibrated = reader_with(tokenizer, settings=settings).read([question], [hits], top_k=3)[0]
+    plain = reader_with(tokenizer).read([question], [hits], top_k=3)[0]
+    assert [a.text for a in calibrated.answers] == [a.text for a in plain.answers]  # same answers, same order
+    best, plain_best = calibrated.answers[0], plain.answers[0]
+    assert best.softmax_probability == pytest.approx(plain_best.probability)  # the softmax stays available
+    assert (best.probability < best.softmax_probability) is lower and best.probability != best.softmax_probability
+    assert best.to_json()["probability"] == best.probability and "softmax_probability" in best.to_json()
