@@ -5,6 +5,7 @@
     python qa_predict.py --tuned_model models/minilm-qa-demo --question "..." --context_file doc.txt
     python qa_predict.py --tuned_model models/minilm-qa-demo --context_file doc.txt --interactive
     python qa_predict.py --tuned_model models/minilm-qa-demo --documents my/docs --question "..."
+    python qa_predict.py --tuned_model models/minilm-qa-demo --documents my/docs --data_file labelled.json   # evaluate
 
 Windows and decoding are the library's (the same as evaluation inside training), so the
 answers here are the ones run_qa.py's evaluation scored; --backend/--device/--dtype choose
@@ -38,6 +39,8 @@ from slmqa.errors import ConfigError, DataError
 from slmqa.inference.predictor import Predictor
 from slmqa.inference.runtime import Runtime, add_runtime_arguments, runtime_from_args
 from slmqa.logs import get_logger, setup_logging
+from slmqa.serving.docqa import DEFAULT_PASSAGES, DEFAULT_RETRIEVER
+from slmqa.serving.retrieval import RETRIEVERS
 from slmqa.settings import DEFAULTS, SETTING_NAMES, QASettings, model_calibration, resolve_settings
 
 logger = get_logger("qa_predict")
@@ -179,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_examples", type=int, help="Use only the first N examples of --data_file.")
     p.add_argument("--documents", help="Folder of documents: answer --question from its best passages (docs/serving.md).")
     p.add_argument("--top_k", type=int, default=3, help="Answers per question with --documents.")
+    p.add_argument("--passages", type=int, default=DEFAULT_PASSAGES, help="Passages read per question with --documents.")
+    p.add_argument("--retriever", choices=RETRIEVERS, default=DEFAULT_RETRIEVER, help="With --documents: bm25, dense or hybrid.")
+    p.add_argument("--embedder", help="With --documents: sentence encoder for dense/hybrid (default all-MiniLM-L6-v2).")
+    p.add_argument("--index_dir", help="With --documents: where the folder's index is kept (default as serve.py's).")
     p.add_argument("--batch_size", type=int, default=32, help="Windows per inference batch.")
     p.add_argument("--show", type=int, default=10, help="Rows of the side-by-side table to print.")
     p.add_argument("--seed", type=int, default=42, help="Seed for a base model's untrained QA head.")
@@ -280,25 +287,64 @@ def interactive(args, stdin=sys.stdin) -> None:
             print(f"{answerer.name:>6}: {result.predictions['q'] or NO_ANSWER}{_confidence(result, 'q')}")
 
 
-def ask_documents(args, stdin=None) -> int:
-    """--documents: answer --question (or questions typed at a prompt) from the folder's best passages."""
-    from slmqa.serving.docqa import DocumentQA, format_reading
+def document_qa(args, model: str):
+    """The DocumentQA serve.py would build for this folder and model (same index, retriever, settings)."""
+    from slmqa.serving.docqa import DocumentQA, Options
     from slmqa.serving.documents import DocumentError
+    from slmqa.serving.index import default_index_dir
+
+    flagged = any(getattr(args, name) is not None for name in SETTING_NAMES)
+    settings = resolved_settings(args)[0] if flagged else None  # None: the model's own, as serve.py reads them
+    options = Options(passages=args.passages, retriever=args.retriever, embedder=args.embedder, batch_size=args.batch_size)
+    try:
+        return DocumentQA(model, args.documents, runtime=runtime_from_args(args), options=options, settings=settings,
+                          index_dir=args.index_dir or default_index_dir(args.documents))
+    except DocumentError as err:
+        raise ConfigError(str(err)) from None
+
+
+def evaluate_documents_command(args, model: str) -> int:
+    """--documents with --data_file: the whole path (retrieval, reading, abstentions, latency) on labelled questions."""
+    from tqdm.auto import tqdm
+
+    from slmqa.serving.evaluation import evaluate_documents, labelled_questions
+
+    qa = document_qa(args, model)
+    checker = RecordChecker(qa.reader.tokenizer, qa.settings, columns_of(args), max_bad_fraction=1.0,
+                            max_samples={"validation": args.max_examples})
+    examples = checker.check("validation", read_records(args.data_file), SplitReport(source=args.data_file))
+    items = labelled_questions(list(examples))
+    report = evaluate_documents(qa, items, progress=lambda xs: tqdm(xs, desc="Questions", unit="question"))
+    recall = ", ".join(f"{k} {v:.3f}" for k, v in report["retrieval"].items() if v is not None)
+    served, gold = report["reader_over_retrieved"], report["reader_given_gold_context"]
+    print(f"{report['questions']} questions, {qa.options.retriever} retrieval, {qa.options.passages} passages read "
+          f"({report['gold_document_not_in_folder']} with no gold document in the folder)")
+    print(f"  retrieval: {recall or 'no gold document found'}")
+    print(f"  reader over retrieved passages: EM {served.get('exact', 0):.2f}, F1 {served.get('f1', 0):.2f}")
+    if gold:
+        print(f"  reader given the gold context:  EM {gold['exact']:.2f}, F1 {gold['f1']:.2f}")
+    print(f"  no answer: {100 * report['no_answer_rate']:.1f}%; latency p50 {report['latency']['p50_ms']} ms, "
+          f"p95 {report['latency']['p95_ms']} ms")
+    write_report(args.output_file, {"data_file": args.data_file, "model": model, "documents": qa.describe(), **report})
+    return 0
+
+
+def ask_documents(args, stdin=None) -> int:
+    """--documents: answer --question (or questions typed at a prompt) from the folder's best passages;
+    with --data_file, evaluate the whole path on labelled questions instead."""
+    from slmqa.serving.docqa import format_reading
 
     model = args.tuned_model or args.base_model
     questions = list(args.question or [])
     if not model:
         raise ConfigError("--documents needs --tuned_model (or --base_model).")
+    if args.data_file:
+        return evaluate_documents_command(args, model)
     if not questions and not args.interactive:
-        raise ConfigError("--documents needs --question (repeatable) or --interactive.")
+        raise ConfigError("--documents needs --question (repeatable), --interactive, or --data_file to evaluate.")
     if args.top_k < 1:
         raise ConfigError(f"--top_k must be >= 1, got {args.top_k}.")
-    flagged = any(getattr(args, name) is not None for name in SETTING_NAMES)
-    settings = resolved_settings(args)[0] if flagged else None  # None: the model's own, as serve.py reads them
-    try:
-        qa = DocumentQA(model, args.documents, runtime=runtime_from_args(args), settings=settings)
-    except DocumentError as err:
-        raise ConfigError(str(err)) from None
+    qa = document_qa(args, model)
     readings = qa.ask(questions, top_k=args.top_k) if questions else []
     for reading in readings:
         print(format_reading(reading))

@@ -91,15 +91,20 @@ def with_rank_bm25(passages, questions) -> tuple[list[list[str]], dict]:
     return ranked, {"index_s": round(index_s, 3), "query_ms_median": round(1000 * statistics.median(seconds), 3)}
 
 
-def end_to_end(model: str, documents, queries, passages: int, runtime, retrievers: dict) -> dict:
+def end_to_end(model: str, documents, queries, passages: int, runtime, retrievers: dict, always_answer: bool) -> dict:
     """EM/F1 of retrieval + reading (each retriever) against reading the gold document, same reader, same questions."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from slmqa.serving.docqa import DocumentQA, Options
     from slmqa.serving.documents import Passage
     from slmqa.serving.retrieval import Hit
+    from slmqa.settings import model_settings
 
-    qa = DocumentQA(model, "-", runtime=runtime, options=Options(passages=passages, retriever="bm25"), documents=documents)
+    settings = model_settings(model)[0]
+    if always_answer:  # these questions all have answers: compare retrievers without the model's abstentions
+        settings = replace(settings, version_2_with_negative=False)
+    qa = DocumentQA(model, "-", runtime=runtime, options=Options(passages=passages, retriever="bm25"), documents=documents,
+                    settings=settings)
     open_collection = {}
     for name, retriever in retrievers.items():
         started = time.perf_counter()
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passages", type=int, default=8, help="End to end: passages read per question.")
     p.add_argument("--embedder", help="Sentence encoder for dense/hybrid (default: all-MiniLM-L6-v2).")
     p.add_argument("--max_queries", type=int, help="Retrieval: only the first N questions.")
+    p.add_argument("--always_answer", action="store_true", help="End to end: read without the model's no-answer rule.")
     add_runtime_arguments(p)
     p.set_defaults(backend="onnx", dtype="int8")  # the fastest CPU runtime (bench/README.md)
     args = p.parse_args(argv)
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         chosen = queries[: args.max_questions]
         result["end_to_end"] = {"questions": len(chosen), **end_to_end(args.model, documents, chosen, args.passages,
-                                                                          runtime_from_args(args), retrievers)}
+                                                                          runtime_from_args(args), retrievers, args.always_answer)}
     publish({**result, "machine": machine()}, "retrieval")
     return 0
 

@@ -388,3 +388,26 @@ def test_data_with_its_own_column_names_is_compared(tiny_model_dir, tmp_path):
     assert {"exact_match", "f1"} <= set(report["models"]["tuned"]["metrics"])
     assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--data_file", str(data), "--max_seq_length", "64",
                             "--doc_stride", "16"]) == 2  # without the mapping no record has a question
+
+
+def test_documents_with_a_data_file_evaluates_the_whole_path(tmp_path, tiny_model_dir):
+    from tests.document_helpers import MANUAL
+
+    folder = document_folder(tmp_path)
+    records = [
+        make_record("torque", MANUAL, "What is the torque setting of the CM-7 compressor?", "25 Nm", title="manual.txt"),
+        make_record("service", MANUAL, "How often must the compressor be serviced?", "every 400 operating hours"),
+        make_record("lost", "The hall was painted by Ada in May.", "Who painted the hall?", "Ada"),
+    ]
+    data = write_flat(tmp_path / "labelled.json", records)
+    out = tmp_path / "evaluation.json"
+    printed = run_main(qa_predict.main, ["--tuned_model", tiny_model_dir, "--documents", folder, "--data_file", data,
+                                         "--output_file", out, "--index_dir", tmp_path / "index"])
+    report = json.loads(out.read_text())
+    assert report["questions"] == 3 and report["gold_document_found"] == 2 and report["gold_document_not_in_folder"] == 1
+    assert report["retrieval"]["recall@8"] == 1.0 and report["retriever"] == "bm25"
+    assert {"exact", "f1", "HasAns_total"} <= set(report["reader_over_retrieved"])
+    assert report["reader_given_gold_context"]["total"] == 2
+    assert {row["id"] for row in report["per_question"]} == {"torque", "service", "lost"}
+    assert "retrieval: recall@1" in printed and "latency p50" in printed
+    assert (tmp_path / "index" / "manifest.json").is_file()  # the same saved index serve.py would use

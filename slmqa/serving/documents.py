@@ -69,6 +69,11 @@ class Passage:
     start: int
     end: int
     text: str
+    page_starts: tuple[int, ...] = field(default=(), compare=False, repr=False)  # the document's (PDF) pages
+
+    def page_of(self, offset: int) -> int | None:
+        """The 1-based page of a document offset inside this passage; None when the document has no pages."""
+        return bisect.bisect_right(self.page_starts, offset) if self.page_starts else None
 
 
 @dataclass
@@ -303,7 +308,7 @@ def split_passages(document: Document, words: int = 100, overlap: int = 25) -> l
         if not chunk:
             break
         start, end = chunk[0][0], chunk[-1][1]
-        passages.append(Passage(document.name, start, end, document.text[start:end]))
+        passages.append(Passage(document.name, start, end, document.text[start:end], document.page_starts))
     return passages
 
 

@@ -24,7 +24,9 @@ gets "no answer".
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 from dataclasses import asdict, dataclass, replace
 
 from slmqa.data.windows import Windower
@@ -53,6 +55,7 @@ class Answer:
     answer_start: int  # offsets of the span within the passage
     answer_end: int
     retrieval_score: float
+    page: int | None = None  # 1-based page of a PDF document
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -141,7 +144,7 @@ def rank_answers(
                 text=span["text"], score=float(span["score"]), probability=float(probability),
                 softmax_probability=float(plain), document=document, start=start, end=end, passage=hit.passage.text,
                 passage_start=hit.passage.start, answer_start=span["start_char"], answer_end=span["end_char"],
-                retrieval_score=hit.score,
+                retrieval_score=hit.score, page=hit.passage.page_of(start),
             )
         )
     return answers
@@ -154,10 +157,15 @@ class Reader:
         self.tokenizer, self.backend, self.settings, self.batch_size = tokenizer, backend, settings, batch_size
         self.windower = Windower(tokenizer, settings)
         self.question_budget = question_token_budget(tokenizer, settings)  # as the data check measures it
+        # Requests are checked in other threads while this reader tokenizes a batch, and a fast
+        # tokenizer must not be used by two threads at once ("Already borrowed"): fits has its own.
+        self.question_tokenizer, self.question_lock = copy.deepcopy(tokenizer), threading.Lock()
 
     def fits(self, question: str) -> bool:
         """Whether a question leaves room for context in a window (else it cannot be read)."""
-        return len(self.tokenizer(question, add_special_tokens=False)["input_ids"]) <= self.question_budget
+        with self.question_lock:
+            tokens = self.question_tokenizer(question, add_special_tokens=False)["input_ids"]
+        return len(tokens) <= self.question_budget
 
     def read(self, questions: list[str], hits: list[list[Hit]], top_k: int) -> list[Reading]:
         """Answer each question from its retrieved passages; the pairs of all questions go through the model together.

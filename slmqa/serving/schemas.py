@@ -27,6 +27,7 @@ class AnswerItem(Strict):
     text: str
     score: float = Field(description="Start + end logit of the span.")
     probability: float = Field(description="How likely this answer is right (calibrated when the model has a calibration).")
+    softmax_probability: float = Field(description="Softmax of the span score over the question's answers (and 'no answer').")
     document: str = Field(description="Document name, as /documents lists it.")
     start: int = Field(description="Character offset in the document: text == document_text[start:end].")
     end: int

@@ -184,3 +184,20 @@ def test_calibration_written_read_back_and_used_by_the_reader(tokenizer, collect
     assert best.softmax_probability == pytest.approx(plain_best.probability)  # the softmax stays available
     assert (best.probability < best.softmax_probability) is lower and best.probability != best.softmax_probability
     assert best.to_json()["probability"] == best.probability and "softmax_probability" in best.to_json()
+
+
+def test_an_answer_in_a_pdf_names_its_page(tmp_path, tiny_model_dir, tokenizer):
+    from tests.document_helpers import marked_qa, minimal_pdf
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "manual.pdf").write_bytes(minimal_pdf("The V-4 valve opens at 6 bar.", "The P-9 pump delivers 12 bar."))
+    (folder / "notes.txt").write_text("The P-9 pump was serviced; it delivers 12 bar.", encoding="utf-8")
+    qa = marked_qa(folder, tiny_model_dir, tokenizer, marked="12")
+    answers = qa.ask(["What does the P-9 pump deliver?"], top_k=5)[0].answers
+    best = {}
+    for answer in answers:  # best first: the first answer of each document is its "12"
+        best.setdefault(answer.document, answer)
+    assert {name: (a.text, a.page) for name, a in best.items()} == {"manual.pdf": ("12", 2), "notes.txt": ("12", None)}
+    page_one = [a for a in answers if a.document == "manual.pdf" and a.start < best["manual.pdf"].start - 20]
+    assert all(a.page == 1 for a in page_one)
