@@ -84,6 +84,6 @@ def marked_qa(folder: Path, model_dir: Path, tokenizer, marked: str = "25", back
     """A DocumentQA over `folder` (3 passages of 30 words read) whose model always answers the token `marked`."""
     from slmqa.serving.docqa import DocumentQA, Options
 
-    qa = DocumentQA(model_dir, folder, options=Options(passages=3, passage_words=30, passage_overlap=5))
+    qa = DocumentQA(model_dir, folder, options=Options(passages=3, passage_words=30, passage_overlap=5, retriever="bm25"))
     qa.reader.backend = (backend_class or MarkedTokenBackend)(tokenizer.convert_tokens_to_ids(marked))
     return qa

@@ -36,7 +36,7 @@ EVIL_TEXT = f"Warning: {IMG} the pressure limit is 25 bar. {SCRIPT} Keep the val
 def _qa(folder, model_dir, tokenizer):
     from slmqa.serving.docqa import DocumentQA, Options
 
-    qa = DocumentQA(model_dir, folder, options=Options(passages=3, passage_words=30, passage_overlap=5))
+    qa = DocumentQA(model_dir, folder, options=Options(passages=3, passage_words=30, passage_overlap=5, retriever="bm25"))
     qa.reader.backend = MarkedTokenBackend(tokenizer.convert_tokens_to_ids("25"))  # the answer is always "25"
     return qa
 

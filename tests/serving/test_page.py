@@ -35,7 +35,7 @@ def page_url(tmp_path_factory, tiny_model_dir, tokenizer):
     from slmqa.serving.docqa import DocumentQA, Options
 
     qa = DocumentQA(tiny_model_dir, document_folder(tmp_path_factory.mktemp("page")),
-                    options=Options(passages=3, passage_words=30, passage_overlap=5))
+                    options=Options(passages=3, passage_words=30, passage_overlap=5, retriever="bm25"))
     qa.reader.backend = MarkedTokenBackend(tokenizer.convert_tokens_to_ids("25"))
     with running_server(create_app(qa)) as url:
         yield url
@@ -75,6 +75,8 @@ def test_typed_question_shows_the_highlighted_answer_and_its_document(driver, pa
     passage = first.find_element(By.CSS_SELECTOR, ".passage").text
     assert "torque setting is 25 Nm" in passage
     assert driver.save_screenshot(str(tmp_path / "page.png"))
+    collection = driver.find_element(By.ID, "collection").text
+    assert collection == "The folder holds 6 documents in 6 passages (bm25 retrieval).", collection
 
 
 def test_no_answer_and_errors_are_shown(driver, page_url):

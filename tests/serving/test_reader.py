@@ -88,7 +88,7 @@ def test_question_too_long_for_a_window_gets_no_answer(tokenizer, collection):
 def test_document_qa_end_to_end_with_a_tiny_model(tmp_path, tiny_model_dir):
     from slmqa.serving.docqa import DocumentQA, Options
 
-    qa = DocumentQA(tiny_model_dir, document_folder(tmp_path), options=Options(passages=3, passage_words=20, passage_overlap=5))
+    qa = DocumentQA(tiny_model_dir, document_folder(tmp_path), options=Options(passages=3, passage_words=20, passage_overlap=5, retriever="bm25"))
     readings = qa.ask(["What is the torque setting of the CM-7?", "How fast does the F-2 fan turn?"], top_k=2)
     assert len(readings) == 2
     for reading in readings:
