@@ -34,7 +34,7 @@ class ExportReport:
     answers: int = 0  # labels exported as answered questions
     unanswerable: int = 0  # no-answer labels exported (each on one or more passages)
     negative_passages: int = 0
-    skipped: list[dict] = field(default_factory=list)  # {"id", "question", "reason"}
+    skipped: list[dict] = field(default_factory=list)  # {"id", "question", "reason"[, "by_label"]}
 
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(Counter(item["reason"] for item in self.skipped))
@@ -79,14 +79,15 @@ def _current_labels(labels: list[Label], report: ExportReport) -> list[Label]:
     for label in labels:
         key = question_key(label.question)
         span = (key, label.document, label.start, label.end)
+        by = None  # the later label that decides, when one does
         if label.kind == "rejected":
             reason = "marks a wrong model answer (kept in the database, not training data)"
         elif label.kind == "no_answer" and latest_kind[key].kind != "no_answer":
-            reason = f"overridden by a later answer to the same question (label {latest_kind[key].id})"
+            reason, by = "overridden by a later answer to the same question", latest_kind[key].id
         elif label.kind != "no_answer" and latest_kind[key].kind == "no_answer":
-            reason = f"overridden by a later 'not in these documents' for the same question (label {latest_kind[key].id})"
+            reason, by = "overridden by a later 'not in these documents' for the same question", latest_kind[key].id
         elif label.kind != "no_answer" and latest_on_span[span].kind == "rejected":
-            reason = f"this answer was later marked wrong (label {latest_on_span[span].id})"
+            reason, by = "this answer was later marked wrong", latest_on_span[span].id
         elif label.kind != "no_answer" and span in seen_spans:
             reason = "repeats an earlier label (same question and span)"
         else:
@@ -94,7 +95,8 @@ def _current_labels(labels: list[Label], report: ExportReport) -> list[Label]:
                 seen_spans.add(span)
             kept.append(label)
             continue
-        report.skipped.append({"id": label.id, "question": label.question, "reason": reason})
+        report.skipped.append({"id": label.id, "question": label.question, "reason": reason}
+                              | ({"by_label": by} if by is not None else {}))
     return kept
 
 

@@ -99,6 +99,8 @@ def test_the_latest_word_on_a_question_wins_and_every_label_is_accounted_for():
     assert "repeats" in reasons[6]
     assert "later 'not in these documents'" in reasons[7]
     assert report.answers + report.unanswerable + len(report.skipped) == report.labels == len(labels)
+    assert {item["id"]: item.get("by_label") for item in report.skipped} == {1: 2, 2: None, 3: 4, 6: None, 7: 8}
+    assert report.skipped_by_reason()["marks a wrong model answer (kept in the database, not training data)"] == 1
 
 
 def test_question_key_ignores_case_spacing_and_end_punctuation():
