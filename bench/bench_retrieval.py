@@ -20,6 +20,7 @@ Prints JSON; saves it under bench/results/.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         retrieval[name] = {**recall_at(ranked, gold), **costs[name], **timing}
     ranked, timing = with_rank_bm25(passages, questions)
     retrieval["rank_bm25"] = {**recall_at(ranked, gold), **timing}
+    print(json.dumps({"retrieval": retrieval}), file=sys.stderr, flush=True)  # kept even if the end-to-end part fails
     result = {
         "benchmark": "retrieval",
         "command": " ".join(["python -m bench.bench_retrieval", *(argv if argv is not None else sys.argv[1:])]),

@@ -405,7 +405,7 @@ def test_documents_with_a_data_file_evaluates_the_whole_path(tmp_path, tiny_mode
                                          "--output_file", out, "--index_dir", tmp_path / "index"])
     report = json.loads(out.read_text())
     assert report["questions"] == 3 and report["gold_document_found"] == 2 and report["gold_document_not_in_folder"] == 1
-    assert report["retrieval"]["recall@8"] == 1.0 and report["retriever"] == "bm25"
+    assert report["retrieval"]["recall@8"] == 1.0 and report["retriever"] == "hybrid"  # the default
     assert {"exact", "f1", "HasAns_total"} <= set(report["reader_over_retrieved"])
     assert report["reader_given_gold_context"]["total"] == 2
     assert {row["id"] for row in report["per_question"]} == {"torque", "service", "lost"}

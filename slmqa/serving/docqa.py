@@ -27,7 +27,7 @@ from slmqa.settings import QASettings, model_settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 3
-DEFAULT_RETRIEVER = "bm25"
+DEFAULT_RETRIEVER = "hybrid"
 DEFAULT_PASSAGES = 8
 PASSAGE_WORDS = 100
 PASSAGE_OVERLAP = 25
