@@ -162,7 +162,8 @@ def test_export_round_trips_through_the_data_check_and_trains(client, tmp_path, 
     assert context[answer["answer_start"] : answer["answer_start"] + 19] == answer["text"] == "400 operating hours"
     path = tmp_path / "labels.json"
     path.write_text(response.text, encoding="utf-8")
-    run_main(preprocess.main, ["--check", path, "--version_2_with_negative", "--output_file", tmp_path / "check.json"])
+    run_main(preprocess.main, ["--check", path, "--version_2_with_negative", "--tokenizer", tiny_model_dir,
+                               "--output_file", tmp_path / "check.json"])
     counts = json.loads((tmp_path / "check.json").read_text())[str(path)]["counts"]
     assert counts["repaired_spans"] == 0  # every answer_start was exact
     assert (counts["kept"], counts["answerable"], counts["unanswerable"], counts["dropped_records"]) == (5, 2, 3, 0)
