@@ -39,6 +39,8 @@ class TorchBackend:
         self.torch = torch
         self.runtime = runtime
         self.name = runtime.name
+        if runtime.threads and runtime.device == "cpu":
+            torch.set_num_threads(runtime.threads)
         model = load_model(model_dir)
         if runtime.dtype == "int8":
             model = quantize_int8(model)
@@ -60,19 +62,23 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """The exported graph in ONNX Runtime's CPU provider (see onnx_export.py for the export)."""
+    """The exported graph in ONNX Runtime's CPU provider (see onnx_export.py for the export and its fusion).
 
-    def __init__(self, model_dir: str | Path, runtime: Runtime, threads: int | None = None):
+    `fused=False` runs the graph without ONNX Runtime's transformer fusions (for comparisons).
+    """
+
+    def __init__(self, model_dir: str | Path, runtime: Runtime, threads: int | None = None, fused: bool = True):
         import onnxruntime as ort
 
         from slmqa.inference.onnx_export import onnx_model
 
         self.runtime = runtime
         self.name = runtime.name
-        path = onnx_model(model_dir, quantized=runtime.dtype == "int8")
+        path = onnx_model(model_dir, quantized=runtime.dtype == "int8", fused=fused)
+        self.path = path
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or runtime.threads or (os.cpu_count() or 1)
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]

@@ -3,6 +3,7 @@
     backend  torch (PyTorch) or onnx (ONNX Runtime, CPU)
     device   auto (the first GPU when there is one and the combination can use it, else the CPU), cpu, cuda, cuda:N
     dtype    float32, bfloat16, float16 (GPU only) or int8 (dynamic quantization, CPU only)
+    threads  CPU threads for the model (None: all cores; serve.py --workers N gives each worker cores/N)
 
 `Runtime.resolve` turns a request into a concrete one for this machine, or a ConfigError
 that says which combination cannot work and what would.
@@ -31,8 +32,11 @@ class Runtime:
     backend: str = "torch"
     device: str = "auto"
     dtype: str = "float32"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}.")
         if self.backend in RETIRED_BACKENDS:
             raise ConfigError(f"--backend {self.backend} is now {RETIRED_BACKENDS[self.backend]}.")
         if self.backend not in BACKENDS:
@@ -109,7 +113,9 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
         help="Weights' precision: float32, bfloat16 (fast on CPUs with AVX512-BF16/AMX), float16 (GPU), "
         "int8 (dynamic quantization, CPU). Logits are decoded in float32.",
     )  # fmt: skip
+    group.add_argument("--threads", type=int, default=None,
+                       help="CPU threads the model uses (default: all cores; serve.py --workers N: cores / N per worker).")
 
 
 def runtime_from_args(args: argparse.Namespace) -> Runtime:
-    return Runtime(args.backend, args.device, args.dtype)
+    return Runtime(args.backend, args.device, args.dtype, getattr(args, "threads", None))

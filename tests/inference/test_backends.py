@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from slmqa.inference import backends
-from slmqa.inference.backends import load_backend
+from slmqa.inference.backends import OnnxBackend, load_backend
 from slmqa.inference.logits import pad_batch
 from slmqa.inference.onnx_export import onnx_model
 from slmqa.inference.runtime import Runtime
@@ -83,3 +83,13 @@ def test_document_qa_on_onnx_int8(tmp_path, model_copy):
     assert qa.describe()["backend"] == "onnx-int8" and reading.answers
     for answer in reading.answers:
         assert qa.documents[answer.document].text[answer.start : answer.end] == answer.text
+
+
+def test_the_runtimes_threads_reach_onnx_runtime_and_torch(model_copy):
+    assert OnnxBackend(model_copy, Runtime("onnx", "cpu", threads=1)).session.get_session_options().intra_op_num_threads == 1
+    before = torch.get_num_threads()
+    try:
+        load_backend(model_copy, Runtime("torch", "cpu", threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -66,8 +66,16 @@ def test_every_command_gets_the_same_options(capsys):
     assert runtime_from_args(parser.parse_args([])) == Runtime("torch", "auto", "float32")
     assert runtime_from_args(parser.parse_args(["--backend", "onnx", "--dtype", "int8", "--device", "cpu"])) == Runtime(
         "onnx", "cpu", "int8")
-    for bad in (["--device", "gpu"], ["--backend", "torch-int8"], ["--dtype", "fp8"]):
+    assert runtime_from_args(parser.parse_args(["--threads", "3"])) == Runtime("torch", "auto", "float32", 3)
+    for bad in (["--device", "gpu"], ["--backend", "torch-int8"], ["--dtype", "fp8"], ["--threads", "two"]):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(bad)
         assert exit_info.value.code == 2
     assert "is now --backend torch --dtype int8" in capsys.readouterr().err
+
+
+def test_threads_must_be_positive_and_do_not_change_the_name():
+    with pytest.raises(ConfigError, match="--threads must be at least 1, got 0"):
+        Runtime(threads=0)
+    assert Runtime("onnx", "cpu", "int8", threads=1).name == "onnx-int8"
+    assert Runtime("onnx", "auto", "int8", threads=1).resolve(0).threads == 1
