@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--documents", help="Folder of documents: answer --question from its best passages (docs/serving.md).")
     p.add_argument("--top_k", type=int, default=3, help="Answers per question with --documents.")
     p.add_argument("--passages", type=int, default=DEFAULT_PASSAGES, help="Passages read per question with --documents.")
+    p.add_argument("--passage_ratio", type=float, help="With --documents: read fewer passages when retrieval is confident "
+                   "(as serve.py --passage_ratio; default 0.9 with hybrid retrieval, else 0 = read all --passages).")
+    p.add_argument("--min_passages", type=int, default=3, help="With --documents: passages always read (see --passage_ratio).")
     p.add_argument("--retriever", choices=RETRIEVERS, default=DEFAULT_RETRIEVER, help="With --documents: bm25, dense or hybrid.")
     p.add_argument("--embedder", help="With --documents: sentence encoder for dense/hybrid (default all-MiniLM-L6-v2).")
     p.add_argument("--index_dir", help="With --documents: where the folder's index is kept (default as serve.py's).")
@@ -295,7 +298,11 @@ def document_qa(args, model: str):
 
     flagged = any(getattr(args, name) is not None for name in SETTING_NAMES)
     settings = resolved_settings(args)[0] if flagged else None  # None: the model's own, as serve.py reads them
-    options = Options(passages=args.passages, retriever=args.retriever, embedder=args.embedder, batch_size=args.batch_size)
+    try:
+        options = Options(passages=args.passages, retriever=args.retriever, embedder=args.embedder, batch_size=args.batch_size,
+                          passage_ratio=args.passage_ratio, min_passages=args.min_passages)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     try:
         return DocumentQA(model, args.documents, runtime=runtime_from_args(args), options=options, settings=settings,
                           index_dir=args.index_dir or default_index_dir(args.documents))
@@ -317,7 +324,8 @@ def evaluate_documents_command(args, model: str) -> int:
     report = evaluate_documents(qa, items, progress=lambda xs: tqdm(xs, desc="Questions", unit="question"))
     recall = ", ".join(f"{k} {v:.3f}" for k, v in report["retrieval"].items() if v is not None)
     served, gold = report["reader_over_retrieved"], report["reader_given_gold_context"]
-    print(f"{report['questions']} questions, {qa.options.retriever} retrieval, {qa.options.passages} passages read "
+    print(f"{report['questions']} questions, {qa.options.retriever} retrieval, {report['mean_passages_read']} passages read "
+          f"on average (at most {qa.options.passages}, passage ratio {qa.options.reading_ratio}) "
           f"({report['gold_document_not_in_folder']} with no gold document in the folder)")
     print(f"  retrieval: {recall or 'no gold document found'}")
     print(f"  reader over retrieved passages: EM {served.get('exact', 0):.2f}, F1 {served.get('f1', 0):.2f}")

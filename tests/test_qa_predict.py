@@ -371,6 +371,9 @@ def test_documents_interactive_and_errors(tmp_path, tiny_model_dir, capsys, capl
     assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--documents", str(tmp_path / "none"), "--question", "x"]) == 2
     assert "not found" in caplog.text
     assert qa_predict.main(["--documents", str(folder), "--question", "x"]) == 2
+    assert qa_predict.main(["--tuned_model", str(tiny_model_dir), "--documents", str(folder), "--question", "x",
+                            "--passage_ratio", "1.5"]) == 2
+    assert "passage_ratio must be in [0, 1]" in caplog.text
 
 
 # --------------------------------------------------------------------------- column mapping
@@ -411,3 +414,9 @@ def test_documents_with_a_data_file_evaluates_the_whole_path(tmp_path, tiny_mode
     assert {row["id"] for row in report["per_question"]} == {"torque", "service", "lost"}
     assert "retrieval: recall@1" in printed and "latency p50" in printed
     assert (tmp_path / "index" / "manifest.json").is_file()  # the same saved index serve.py would use
+    assert report["passage_ratio"] == 0.9 and 1 <= report["mean_passages_read"] <= report["passages"] == 8
+    assert "passages read on average (at most 8, passage ratio 0.9)" in printed
+    run_main(qa_predict.main, ["--tuned_model", tiny_model_dir, "--documents", folder, "--data_file", data, "--output_file", out,
+                               "--index_dir", tmp_path / "index", "--passage_ratio", "0"])
+    every = json.loads(out.read_text())
+    assert every["passage_ratio"] == 0.0 and every["mean_passages_read"] >= report["mean_passages_read"]

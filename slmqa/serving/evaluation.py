@@ -72,16 +72,17 @@ def evaluate_documents(qa, items: list[LabelledQuestion], progress: Callable | N
     depth = max(max(RECALL_AT), qa.options.passages)
     references, served, given_gold, rows = {}, {}, {}, []
     found_at = {k: 0 for k in RECALL_AT}
-    located, abstained, seconds = 0, 0, []
+    located, abstained, seconds, read = 0, 0, [], []
     for item in progress(items) if progress else items:
         gold = gold_document(item, qa.documents)
         started = time.perf_counter()
         ranked = qa.retrieve(item.question, depth)
-        reading = qa.reader.read([item.question], [ranked[: qa.options.passages]], top_k=1)[0]
+        reading = qa.reader.read([item.question], [qa.to_read(ranked)], top_k=1)[0]
         seconds.append(time.perf_counter() - started)
         answer = reading.answers[0].text if reading.answers else ""
         references[item.id], served[item.id] = item.answers, answer
         abstained += not reading.answers
+        read.append(reading.passages_read)
         documents = [hit.passage.document for hit in ranked]
         rank = documents.index(gold) + 1 if gold in documents else None
         if gold is not None:
@@ -99,7 +100,9 @@ def evaluate_documents(qa, items: list[LabelledQuestion], progress: Callable | N
     return {
         "questions": len(items),
         "retriever": qa.options.retriever,
-        "passages_read": qa.options.passages,
+        "passages": qa.options.passages,
+        "passage_ratio": qa.options.reading_ratio,
+        "mean_passages_read": round(float(np.mean(read)), 2) if read else None,
         "gold_document_found": located,
         "gold_document_not_in_folder": len(items) - located,
         "retrieval": {f"recall@{k}": round(found_at[k] / located, 3) if located else None for k in RECALL_AT},

@@ -42,3 +42,5 @@ def test_the_whole_path_is_measured_question_by_question(qa):
     assert served["exact"] == 50.0  # torque right, nothing right (abstained), service and elsewhere wrong
     assert report["reader_given_gold_context"]["total"] == 3
     assert report["no_answer_rate"] == 0.25 and report["latency"]["p50_ms"] > 0
+    assert report["passage_ratio"] == 0.0 and report["passages"] == qa.options.passages  # BM25 reads every passage found
+    assert 0 < report["mean_passages_read"] <= qa.options.passages
