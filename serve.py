@@ -21,11 +21,11 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from slmqa.errors import ConfigError
-from slmqa.inference.runtime import add_runtime_arguments, runtime_from_args
+from slmqa.inference.runtime import Runtime, add_runtime_arguments, runtime_from_args
 from slmqa.logs import get_logger, setup_logging
 from slmqa.serving.app import is_loopback
 from slmqa.serving.docqa import DEFAULT_PASSAGES, DEFAULT_RETRIEVER, Options
@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--documents", required=True, help="Folder of .txt/.md/.html/.json/.pdf documents to answer from.")
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: loopback only).")
     p.add_argument("--port", type=int, default=8000, help="Port to listen on.")
-    p.add_argument("--passages", type=int, default=DEFAULT_PASSAGES, help="Passages read per question.")
+    p.add_argument("--passages", type=int, default=DEFAULT_PASSAGES, help="Passages read per question (at most).")
+    p.add_argument("--passage_ratio", type=float, help="Read fewer passages when retrieval is confident: beyond "
+                   "--min_passages, only those scoring at least this fraction of the best one (default 0.9 with hybrid "
+                   "retrieval, measured in bench/README.md; 0 = always read --passages).")
+    p.add_argument("--min_passages", type=int, default=3, help="Passages always read with --passage_ratio.")
     p.add_argument("--max_batch", type=int, default=8, help="Most questions answered in one model call.")
     p.add_argument("--workers", type=int, default=1, help="Server processes sharing one index (each loads the model).")
     index = p.add_argument_group("retrieval and the index (docs/serving.md)")
@@ -118,10 +122,25 @@ def open_label_store(args: argparse.Namespace) -> tuple[LabelStore | None, str |
     return store, api_key
 
 
+def worker_runtime(args: argparse.Namespace) -> Runtime:
+    """The runtime each server process uses: with --workers N and no --threads, the cores split between them.
+
+    N processes each running the model on every core would fight over the cores (each
+    matrix product waiting for threads the others hold); cores / N threads each do not.
+    """
+    runtime = runtime_from_args(args).resolve()
+    if args.workers > 1 and runtime.threads is None and runtime.device == "cpu":
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        logger.info("%d workers on %d cores: %d model thread(s) each (--threads to change)", args.workers, os.cpu_count() or 1, threads)
+        runtime = replace(runtime, threads=threads)
+    return runtime
+
+
 def serve_config(args: argparse.Namespace, store: LabelStore | None, api_key: str | None) -> ServeConfig:
-    options = Options(passages=args.passages, retriever=args.retriever, embedder=args.embedder, rescan_s=args.rescan_s)
+    options = Options(passages=args.passages, retriever=args.retriever, embedder=args.embedder, rescan_s=args.rescan_s,
+                      passage_ratio=args.passage_ratio, min_passages=args.min_passages)
     return ServeConfig(
-        model=args.model, documents=args.documents, runtime=asdict(runtime_from_args(args).resolve()), options=asdict(options),
+        model=args.model, documents=args.documents, runtime=asdict(worker_runtime(args)), options=asdict(options),
         index_dir=str(Path(args.index_dir) if args.index_dir else default_index_dir(args.documents)),
         feedback_db=str(store.path) if store is not None else None, api_key=api_key, max_batch=args.max_batch,
     )

@@ -7,8 +7,9 @@ Starts `serve.py` as its own process on a free loopback port (the data file's fo
 copy is the document collection), then for each concurrency level sends `--requests`
 POST /answer requests with the data file's questions from that many client threads, each
 with its own connection. Reports requests/s, p50/p95 latency, failures (any non-200 or
-transport error) and the server's own batching counters. Prints JSON; saves it under
-bench/results/.
+transport error) and the server's own batching counters. `--workers N` starts N server
+processes over one saved index (each with cores / N model threads unless `--threads`).
+Prints JSON; saves it under bench/results/.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 300.0)
     raise SystemExit("serve.py did not come up in time")
 
 
-def load_level(url: str, questions: list[str], clients: int, requests: int) -> dict:
-    """`requests` questions from `clients` threads at once; latency of each, failures counted."""
+def load_level(url: str, questions: list[str], clients: int, requests: int, workers: int = 1) -> dict:
+    """`requests` questions from `clients` threads at once; latency of each, failures counted.
+
+    With several workers /health answers from one of them, so the batching counters are
+    only reported for one.
+    """
     import httpx
 
     def worker(offset: int) -> list[tuple[float, bool]]:
@@ -73,11 +78,13 @@ def load_level(url: str, questions: list[str], clients: int, requests: int) -> d
     wall = time.perf_counter() - started
     after = httpx.get(f"{url}/health", timeout=10).json()["served"]
     batches = after["batches"] - before["batches"]
-    return {
+    level = {
         "clients": clients, "requests": len(outcomes), "failed": sum(not ok for _, ok in outcomes),
         "requests_per_s": round(len(outcomes) / wall, 2), **percentiles([s for s, _ in outcomes]),
-        "mean_questions_per_model_call": round((after["questions"] - before["questions"]) / max(1, batches), 2),
     }
+    if workers == 1:
+        level["mean_questions_per_model_call"] = round((after["questions"] - before["questions"]) / max(1, batches), 2)
+    return level
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,21 +96,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--requests", type=int, default=64, help="Requests per concurrency level.")
     p.add_argument("--max_batch", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1, help="serve.py --workers (processes sharing one index).")
+    p.add_argument("--retriever", help="serve.py --retriever (default: serving's default).")
+    p.add_argument("--passage_ratio", type=float, help="serve.py --passage_ratio (default: read all --passages).")
+    p.add_argument("--min_passages", type=int, default=3, help="serve.py --min_passages (with --passage_ratio).")
     args = p.parse_args(argv)
     data_file = Path(args.data_file)
     _, queries = load_collection(data_file)
     questions = [q.question for q in queries]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as index_dir:
         shutil.copy(data_file, Path(folder) / data_file.name)
         command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, "--documents", folder, "--port", str(port),
                    "--backend", args.backend, "--device", args.device, "--dtype", args.dtype, "--max_batch", str(args.max_batch), "--log_level", "warning"]
+        if args.passage_ratio is not None:
+            command += ["--passage_ratio", str(args.passage_ratio), "--min_passages", str(args.min_passages)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        if args.retriever:
+            command += ["--retriever", args.retriever]
+        command += ["--workers", str(args.workers), "--index_dir", index_dir, "--no_feedback"]
         server = subprocess.Popen(command, cwd=ROOT)
         try:
             health = wait_until_up(url, server)
-            load_level(url, questions, 1, 4)  # warm-up
-            levels = [load_level(url, questions, clients, args.requests) for clients in args.clients]
+            load_level(url, questions, 2 * args.workers, 4 * args.workers, args.workers)  # warm-up (every worker)
+            levels = [load_level(url, questions, clients, args.requests, args.workers) for clients in args.clients]
         finally:
             server.terminate()
             server.wait(30)
@@ -111,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "server",
         "command": " ".join(["python -m bench.bench_server", *(argv if argv is not None else sys.argv[1:])]),
         "model": args.model, "data_file": str(data_file), "backend": runtime_from_args(args).name, "max_batch": args.max_batch,
+        "workers": args.workers, "threads": args.threads,
+        "passage_ratio": args.passage_ratio, "min_passages": args.min_passages if args.passage_ratio is not None else None,
         "server": {k: v for k, v in health.items() if k != "served"}, "levels": levels, "machine": machine(),
     }, "server")
     return 0

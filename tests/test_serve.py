@@ -27,6 +27,27 @@ def test_loopback_and_torch_float32_are_the_defaults():
     assert (args.host, args.backend, args.device, args.dtype) == ("127.0.0.1", "torch", "auto", "float32")
 
 
+@pytest.mark.parametrize("cores, workers, threads, expected", [(4, 1, None, None), (4, 2, None, 2), (2, 2, None, 1),
+                                                             (1, 3, None, 1), (4, 2, "4", 4)])
+def test_workers_split_the_cores_unless_threads_are_given(monkeypatch, cores, workers, threads, expected):
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: cores)
+    argv = ["--model", "m", "--documents", "d", "--device", "cpu", "--workers", str(workers)]
+    config = serve.serve_config(serve.build_parser().parse_args(argv + (["--threads", threads] if threads else [])), None, None)
+    assert config.runtime["threads"] == expected
+
+
+def test_passage_ratio_reaches_the_options_and_defaults_to_the_retrievers(tmp_path, tiny_model_dir, caplog):
+    parse = serve.build_parser().parse_args
+    options = serve.serve_config(parse(["--model", "m", "--documents", "d"]), None, None).options
+    assert (options["passage_ratio"], options["min_passages"]) == (None, 3)
+    options = serve.serve_config(parse(["--model", "m", "--documents", "d", "--passage_ratio", "0.4", "--min_passages", "2"]),
+                                 None, None).options
+    assert (options["passage_ratio"], options["min_passages"]) == (0.4, 2)
+    assert serve.main(["--model", str(tiny_model_dir), "--documents", str(document_folder(tmp_path)), "--no_feedback",
+                       "--passage_ratio", "1.5"]) == 2
+    assert "passage_ratio must be in [0, 1]" in caplog.text
+
+
 def test_unusable_documents_folder_exits_with_a_message(tmp_path, tiny_model_dir, caplog):
     assert serve.main(["--model", str(tiny_model_dir), "--documents", str(tmp_path / "missing")]) == 2
     assert "not found" in caplog.text
