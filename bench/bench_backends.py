@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     documents, queries = load_collection(Path(args.data_file), args.max_questions)
-    systems = {name: DocumentQA(args.model, "-", runtime=RUNTIMES[name], options=Options(passages=args.passages),
+    systems = {name: DocumentQA(args.model, "-", runtime=RUNTIMES[name], options=Options(passages=args.passages, retriever="bm25"),
                                 documents=documents) for name in args.runtimes}
     for qa in systems.values():
         for query in queries[: args.warmup]:
