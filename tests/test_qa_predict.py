@@ -269,7 +269,7 @@ def test_cpu_bfloat16_predicts(tiny_model_dir, labeled_file, tmp_path, monkeypat
     report = run_report(tmp_path, "--tuned_model", tiny_model_dir, "--data_file", labeled_file, "--device", "cpu",
                         "--dtype", "bfloat16", "--max_seq_length", "64", "--doc_stride", "16")
     assert set(seen) == {("cpu", torch.bfloat16)}
-    assert report["runtime"] == {"backend": "torch", "device": "cpu", "dtype": "bfloat16"}
+    assert report["runtime"] == {"backend": "torch", "device": "cpu", "dtype": "bfloat16", "threads": None}
     warned = any("emulated and many times slower" in record.getMessage() for record in caplog.records)
     assert warned == (not native_bf16)
     contexts = {r["id"]: r["context"] for r in json.loads(labeled_file.read_text())["data"]}
@@ -282,7 +282,7 @@ def test_default_device_is_cpu_without_cuda(tiny_model_dir, labeled_file, tmp_pa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     report = run_report(tmp_path, "--tuned_model", tiny_model_dir, "--data_file", labeled_file,
                         "--max_seq_length", "64", "--doc_stride", "16")
-    assert report["runtime"] == {"backend": "torch", "device": "cpu", "dtype": "float32"}
+    assert report["runtime"] == {"backend": "torch", "device": "cpu", "dtype": "float32", "threads": None}
 
 
 @pytest.mark.parametrize("backend, dtype", [("torch", "int8"), ("onnx", "float32"), ("onnx", "int8")])
@@ -293,7 +293,7 @@ def test_every_backend_answers_every_question(tiny_model_dir, labeled_file, tmp_
     shutil.copytree(tiny_model_dir, model)
     report = run_report(tmp_path, "--tuned_model", model, "--data_file", labeled_file, "--backend", backend,
                         "--dtype", dtype, "--max_seq_length", "64", "--doc_stride", "16")
-    assert report["runtime"] == {"backend": backend, "device": "cpu", "dtype": dtype}
+    assert report["runtime"] == {"backend": backend, "device": "cpu", "dtype": dtype, "threads": None}
     assert len(report["predictions"]) == 7
     assert {"exact_match", "f1"} <= set(report["models"]["tuned"]["metrics"])
 
