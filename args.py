@@ -48,6 +48,14 @@ class ModelArguments:
         default=None,
         metadata={"help": "Licence of the trained model, for its card (default: the base model card's, else 'unknown')."},
     )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto, fp32 or bf16. auto: bf16 autocast on CPUs with bfloat16 instructions (AVX512-BF16/AMX), "
+            "where it was measured to pay (bench/README.md), fp32 elsewhere; the log says which and why. "
+            "--bf16/--fp16 also choose (bf16 or fp16 on a GPU)."
+        },
+    )
 
 
 @dataclass
@@ -351,7 +359,34 @@ def parse_args(argv: list[str] | None = None):
     if remaining:
         raise _unknown([r for r in remaining if r.startswith("-")] or remaining, "the command line")
     model_args, data_args, lora_args, training_args = parsed
+    choice, implied = _choose_precision(model_args, training_args)
+    if implied:  # bf16 chosen: parse again with it, so that TrainingArguments set up (and check) mixed precision
+        parser.set_defaults(**implied)
+        model_args, data_args, lora_args, training_args = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True, look_for_args_file=False)[:4]
+    model_args.precision_choice = choice  # for run_qa.py's log: what was picked and why
     return model_args, data_args, lora_args, training_args
+
+
+def _choose_precision(model_args: ModelArguments, training_args: TrainingArguments):
+    """Settle --precision against --bf16/--fp16: the choice, and the TrainingArguments it implies (or {})."""
+    from slmqa.modeling.precision import PRECISIONS, PrecisionChoice, choose_precision
+
+    requested = model_args.precision
+    if requested not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {requested!r}.")
+    half = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else None
+    if half:
+        if requested == "fp32" or (requested == "bf16" and half == "fp16"):
+            raise ConfigError(f"--precision {requested} contradicts --{half}: give one of them.")
+        return PrecisionChoice(half, f"--{half}"), {}
+    import torch
+
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    choice = choose_precision(requested, "training", "cpu" if on_cpu else "cuda")
+    if not choice.bf16:
+        return choice, {}
+    return choice, {"bf16": True, "use_cpu": True} if on_cpu else {"bf16": True}
 
 
 def resolved_arguments(*arg_objects) -> dict:

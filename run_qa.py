@@ -172,6 +172,9 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
     if training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # nothing to pin to without an accelerator
+    choice = getattr(model_args, "precision_choice", None)
+    if choice is not None:
+        logger.info("Precision: %s (%s)", choice.precision, choice.why)
     if training_args.bf16 and training_args.device.type == "cpu":
         warning = slow_cpu_bf16_warning("--bf16 trains", cpu_has_native_bf16())
         if warning:

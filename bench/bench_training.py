@@ -63,7 +63,7 @@ def run_arm(name: str, train: Path, dev: Path, steps: int, rep: int, max_eval: i
         "--per_device_eval_batch_size", "64", "--learning_rate", "2e-4", "--warmup_steps", "5",
         "--max_seq_length", "384", "--doc_stride", "128", "--save_strategy", "no", "--report_to", "none",
         "--seed", str(42 + rep), "--disable_tqdm", "true", *ARMS[name],
-        *(bf16_flags() if name in BF16_ARMS else []),
+        *(bf16_flags() if name in BF16_ARMS else ["--precision", "fp32"]),  # fp32 arms stay fp32 on bf16 CPUs
     ]
     if max_eval:
         command += ["--max_eval_samples", str(max_eval)]

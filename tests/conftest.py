@@ -16,6 +16,13 @@ def private_data_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_bf16(monkeypatch):
+    """`auto` precision decides alike on every machine: as on a CPU without bfloat16 units (float32), here and in
+    the commands tests start as processes. Tests of the choice itself set other flags."""
+    monkeypatch.setenv("SLMQA_CPU_FLAGS", "fpu sse2 avx2")
+
+
 @pytest.fixture(scope="session")
 def base_model_path() -> Path:
     return minilm_path()

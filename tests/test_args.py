@@ -136,3 +136,34 @@ def test_window_and_decoding_defaults_are_the_librarys(tmp_path):
 def test_strict_means_no_defect_is_tolerated(tmp_path):
     assert parse_args([write_config(tmp_path)])[1].max_bad_fraction == 0.01
     assert parse_args([write_config(tmp_path), "--strict"])[1].max_bad_fraction == 0.0
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def test_auto_precision_trains_in_bf16_on_a_cpu_with_bfloat16_units(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setenv("SLMQA_CPU_FLAGS", "avx2 avx512_bf16")
+    model, _, _, training = parse_args(["--train_file", "a.json"])
+    assert model.precision == "auto" and training.bf16 and training.use_cpu and training.mixed_precision == "bf16"
+    assert model.precision_choice.precision == "bf16" and "avx512_bf16" in model.precision_choice.why
+    model, _, _, training = parse_args(["--train_file", "a.json", "--precision", "fp32"])
+    assert not training.bf16 and model.precision_choice.why == "asked for"
+
+
+def test_auto_precision_is_fp32_without_them_and_flags_win(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    model, _, _, training = parse_args(["--train_file", "a.json"])  # conftest: a CPU without bfloat16 units
+    assert not training.bf16 and not training.use_cpu and model.precision_choice.precision == "fp32"
+    assert "no bfloat16 instructions" in model.precision_choice.why
+    model, _, _, training = parse_args(["--train_file", "a.json", "--bf16", "true", "--use_cpu", "true"])
+    assert training.bf16 and (model.precision_choice.precision, model.precision_choice.why) == ("bf16", "--bf16")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--precision", "fp32", "--bf16", "true", "--use_cpu", "true"], "--precision fp32 contradicts --bf16"),
+    (["--precision", "half"], "--precision must be one of auto, fp32, bf16; got 'half'"),
+])
+def test_contradicting_precisions_are_config_errors(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_args(["--train_file", "a.json", *argv])

@@ -171,6 +171,23 @@ def test_gpu_fast_path_options_also_run_on_cpu(tiny_model_dir, small_dataset, tm
     assert warned == (not cpu_has_native_bf16())
 
 
+def test_auto_precision_says_what_it_picked_and_trains_in_it(tiny_model_dir, small_dataset, tmp_path, monkeypatch):
+    """On a CPU listing avx512_bf16 (faked here) a run trains under bf16 autocast; on one without, in float32."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # the same choice on a machine with a GPU
+    monkeypatch.setenv("SLMQA_CPU_FLAGS", "avx2 avx512_bf16")
+    out = tmp_path / "bf16"
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 2, "--save_strategy", "no")
+    assert "Precision: bf16 (auto: this CPU has bfloat16 instructions (avx512_bf16))" in output
+    training = next(group for group in json.loads((out / "run_args.json").read_text()).values() if "optim" in group)
+    assert training["bf16"] is True and json.loads((out / "all_results.json").read_text())["train_loss"] > 0
+    monkeypatch.setenv("SLMQA_CPU_FLAGS", "avx2")
+    out = tmp_path / "fp32"
+    output = run_qa(*common_args(tiny_model_dir, small_dataset, out), "--max_steps", 2, "--save_strategy", "no")
+    assert "Precision: fp32 (auto: this CPU has no bfloat16 instructions" in output
+    training = next(group for group in json.loads((out / "run_args.json").read_text()).values() if "optim" in group)
+    assert training["bf16"] is False
+
+
 SECRETS = ("hf_modelTokenSecret123", "hf_hubTokenSecret456")
 
 

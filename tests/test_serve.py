@@ -22,9 +22,9 @@ from tests.document_helpers import MANUAL, document_folder
 from tests.helpers import ROOT
 
 
-def test_loopback_and_torch_float32_are_the_defaults():
+def test_loopback_torch_and_auto_precision_are_the_defaults():
     args = serve.build_parser().parse_args(["--model", "m", "--documents", "d"])
-    assert (args.host, args.backend, args.device, args.dtype) == ("127.0.0.1", "torch", "auto", "float32")
+    assert (args.host, args.backend, args.device, args.dtype) == ("127.0.0.1", "torch", "auto", "auto")
 
 
 @pytest.mark.parametrize("cores, workers, threads, expected", [(4, 1, None, None), (4, 2, None, 2), (2, 2, None, 1),

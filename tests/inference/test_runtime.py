@@ -63,10 +63,10 @@ def test_names_and_retired_spellings():
 def test_every_command_gets_the_same_options(capsys):
     parser = argparse.ArgumentParser()
     add_runtime_arguments(parser)
-    assert runtime_from_args(parser.parse_args([])) == Runtime("torch", "auto", "float32")
+    assert runtime_from_args(parser.parse_args([])) == Runtime("torch", "auto", "auto")
     assert runtime_from_args(parser.parse_args(["--backend", "onnx", "--dtype", "int8", "--device", "cpu"])) == Runtime(
         "onnx", "cpu", "int8")
-    assert runtime_from_args(parser.parse_args(["--threads", "3"])) == Runtime("torch", "auto", "float32", 3)
+    assert runtime_from_args(parser.parse_args(["--threads", "3"])) == Runtime("torch", "auto", "auto", 3)
     for bad in (["--device", "gpu"], ["--backend", "torch-int8"], ["--dtype", "fp8"], ["--threads", "two"]):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(bad)
@@ -79,3 +79,24 @@ def test_threads_must_be_positive_and_do_not_change_the_name():
         Runtime(threads=0)
     assert Runtime("onnx", "cpu", "int8", threads=1).name == "onnx-int8"
     assert Runtime("onnx", "auto", "int8", threads=1).resolve(0).threads == 1
+
+
+@pytest.mark.parametrize("backend, device, flags, expected", [
+    ("torch", "cpu", "avx2 avx512_bf16", "bfloat16"),
+    ("torch", "cpu", "avx2", "float32"),
+    ("onnx", "cpu", "avx512_bf16", "float32"),  # ONNX Runtime's CPU kernels: float32 or int8
+    ("torch", "cuda", "avx512_bf16", "float32"),
+])
+def test_dtype_auto_resolves_from_the_cpu_flags(monkeypatch, caplog, backend, device, flags, expected):
+    monkeypatch.setenv("SLMQA_CPU_FLAGS", flags)
+    with caplog.at_level("INFO", logger="slmqa"):
+        resolved = Runtime(backend, device, "auto").resolve(cuda_devices=1)
+    assert resolved.dtype == expected and resolved.name == Runtime(backend, device, expected).name
+    if backend == "torch":
+        assert f"--dtype auto: {expected}" in caplog.text
+
+
+def test_commands_default_to_dtype_auto():
+    parser = argparse.ArgumentParser()
+    add_runtime_arguments(parser)
+    assert parser.parse_args([]).dtype == "auto"
