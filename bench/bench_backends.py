@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from bench import machine, publish
-from bench.collection import f1_of, load_collection, percentiles
+from bench.collection import ask_in_turns, f1_of, load_collection, percentiles
 from slmqa.inference.runtime import Runtime
 
 REFERENCE = "torch"
@@ -52,20 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     documents, queries = load_collection(Path(args.data_file), args.max_questions)
     systems = {name: DocumentQA(args.model, "-", runtime=RUNTIMES[name], options=Options(passages=args.passages, retriever="bm25"),
                                 documents=documents) for name in args.runtimes}
-    for qa in systems.values():
-        for query in queries[: args.warmup]:
-            qa.ask([query.question])
-    seconds = {name: [] for name in systems}
-    answers = {name: {} for name in systems}
-    names = list(systems)
-    for i, query in enumerate(queries):
-        for name in names[i % len(names):] + names[: i % len(names)]:
-            started = time.perf_counter()
-            reading = systems[name].ask([query.question], top_k=1)[0]
-            seconds[name].append(time.perf_counter() - started)
-            answers[name][query.id] = reading.answers[0].text if reading.answers else ""
-        if (i + 1) % 50 == 0:
-            print(f"{i + 1}/{len(queries)} questions", file=sys.stderr, flush=True)
+    turns = ask_in_turns(systems, queries, args.warmup, every=50)
+    seconds, answers, names = turns.seconds, turns.answers, list(systems)
 
     results = {}
     for name in names:

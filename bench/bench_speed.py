@@ -35,13 +35,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import machine, publish
 from bench.bench_backends import RUNTIMES
-from bench.collection import f1_of, load_collection, percentiles
+from bench.collection import ask_in_turns, f1_of, load_collection, percentiles
 
 DEFAULT_ARMS = ["torch", "onnx-int8+unfused", "onnx-int8", "onnx+unfused", "onnx", "onnx-int8+batch=4",
                 "onnx-int8+threads=1", "onnx-int8+nospin", "onnx+ratio=0.8", "onnx-int8+ratio=0.8"]
@@ -157,25 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = resolve_settings({"version_2_with_negative": False}, args.model)[0] if args.v1 else None
     share_one_collection()
     systems = {arm.name: build(arm, args.model, documents, args.passages, settings, args.retriever) for arm in arms}
-    for qa in systems.values():
-        for query in queries[: args.warmup]:
-            qa.ask([query.question], top_k=1)
-    names = list(systems)
-    seconds = {name: [] for name in names}
-    answers = {name: {} for name in names}
-    read = {name: [] for name in names}
     loads = [load_average()]
-    for i, query in enumerate(queries):
-        for name in names[i % len(names):] + names[: i % len(names)]:
-            started = time.perf_counter()
-            reading = systems[name].ask([query.question], top_k=1)[0]
-            seconds[name].append(time.perf_counter() - started)
-            answers[name][query.id] = reading.answers[0].text if reading.answers else ""
-            read[name].append(reading.passages_read)
-        if (i + 1) % 25 == 0:
-            loads.append(load_average())
-            print(f"{i + 1}/{len(queries)} questions, load {loads[-1]:.2f}", file=sys.stderr, flush=True)
+
+    def load_now(done: int) -> str:
+        loads.append(load_average())
+        return f"load {loads[-1]:.2f}"
+
+    turns = ask_in_turns(systems, queries, args.warmup, progress=load_now)
     loads.append(load_average())
+    names, seconds, answers, read = list(systems), turns.seconds, turns.answers, turns.passages_read
 
     reference = names[0]
     arms_by_name = {arm.name: arm for arm in arms}

@@ -8,7 +8,10 @@ answers can be scored against the gold texts with the official SQuAD v1.1 F1.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +52,38 @@ def percentiles(seconds: list[float]) -> dict:
     values = np.asarray(seconds) * 1000
     return {"p50_ms": round(float(np.percentile(values, 50)), 1), "p95_ms": round(float(np.percentile(values, 95)), 1),
             "mean_ms": round(statistics.fmean(values), 1)}
+
+
+@dataclass
+class Turns:
+    """What ask_in_turns measured, per system name: seconds per question, top answer text, passages read."""
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    answers: dict[str, dict[str, str]] = field(default_factory=dict)
+    passages_read: dict[str, list[int]] = field(default_factory=dict)
+
+
+def ask_in_turns(systems: dict, queries: list[Query], warmup: int, every: int = 25,
+                 progress: Callable[[int], str] | None = None) -> Turns:
+    """Ask each DocumentQA every question, one at a time, after `warmup` questions each.
+
+    The systems take turns question by question, and which goes first rotates, so load on a
+    shared machine hits them alike. Every `every` questions a line goes to stderr (with
+    `progress(done)`'s text appended, e.g. the load average).
+    """
+    for qa in systems.values():
+        for query in queries[:warmup]:
+            qa.ask([query.question], top_k=1)
+    names = list(systems)
+    turns = Turns({n: [] for n in names}, {n: {} for n in names}, {n: [] for n in names})
+    for i, query in enumerate(queries):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            started = time.perf_counter()
+            reading = systems[name].ask([query.question], top_k=1)[0]
+            turns.seconds[name].append(time.perf_counter() - started)
+            turns.answers[name][query.id] = reading.answers[0].text if reading.answers else ""
+            turns.passages_read[name].append(reading.passages_read)
+        if (i + 1) % every == 0:
+            extra = f", {progress(i + 1)}" if progress else ""
+            print(f"{i + 1}/{len(queries)} questions{extra}", file=sys.stderr, flush=True)
+    return turns
