@@ -136,11 +136,13 @@ def worker_runtime(args: argparse.Namespace) -> Runtime:
     return runtime
 
 
-def serve_config(args: argparse.Namespace, store: LabelStore | None, api_key: str | None) -> ServeConfig:
+def serve_config(args: argparse.Namespace, store: LabelStore | None, api_key: str | None,
+                 runtime: Runtime | None = None) -> ServeConfig:
+    """What every server process needs; `runtime`: worker_runtime(args) when already resolved (it logs its choice)."""
     options = Options(passages=args.passages, retriever=args.retriever, embedder=args.embedder, rescan_s=args.rescan_s,
                       passage_ratio=args.passage_ratio, min_passages=args.min_passages)
     return ServeConfig(
-        model=args.model, documents=args.documents, runtime=asdict(worker_runtime(args)), options=asdict(options),
+        model=args.model, documents=args.documents, runtime=asdict(runtime or worker_runtime(args)), options=asdict(options),
         index_dir=str(Path(args.index_dir) if args.index_dir else default_index_dir(args.documents)),
         feedback_db=str(store.path) if store is not None else None, api_key=api_key, max_batch=args.max_batch,
     )
@@ -156,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--model is required to serve (only --export_feedback works without one).")
         if args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {args.workers}.")
-        runtime_from_args(args).resolve()  # an impossible runtime fails before anything is read
+        runtime = worker_runtime(args)  # an impossible runtime fails before anything is read
         if not Path(args.documents).is_dir():
             raise DocumentError(f"Documents folder not found: {args.documents}")
         store, api_key = open_label_store(args)
-        config = serve_config(args, store, api_key)
+        config = serve_config(args, store, api_key, runtime)
         if args.workers == 1:
             app = build_app(config)
         else:
