@@ -11,8 +11,9 @@ Windows and decoding are the library's (the same as evaluation inside training),
 answers here are the ones run_qa.py's evaluation scored (to within bfloat16's rounding where
 --dtype auto and run_qa.py's --precision auto pick bfloat16, on CPUs with bfloat16 units;
 --dtype float32 gives float32's exact answers); --backend/--device/--dtype choose what runs
-the model. Each answer carries a confidence: calibrated when the model's own qa_settings.json has a calibration (fitted after training), else the softmax
-over the question's candidates (slmqa.decoding.calibration).
+the model. Each answer carries a confidence: calibrated when the model's own
+qa_settings.json has a calibration (fitted after training), else the softmax over the
+question's candidates (slmqa.decoding.calibration).
 """
 
 from __future__ import annotations
