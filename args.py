@@ -246,15 +246,44 @@ def is_secret(name: str) -> bool:
 REDACTED = "<redacted>"
 
 
+@dataclass
 class QATrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments, shown under their own heading in -h.
+    """transformers' TrainingArguments, shown under their own heading in -h, plus the search options.
 
     The Trainer pickles its arguments into training_args.bin (in output_dir and in every
     checkpoint, which a push uploads): the pickle leaves credentials out. Copies made in
     memory keep them, since the Trainer needs hub_token to push.
     """
 
-    _argument_group_name = "training (transformers.TrainingArguments)"
+    _argument_group_name = "training (transformers.TrainingArguments, and the hyperparameter search)"
+
+    hp_search_trials: int = field(
+        default=0,
+        metadata={
+            "help": "Run an Optuna hyperparameter search of this many trials instead of one training run: learning "
+            "rate, training length, warm-up (and LoRA rank) around the given values, each trial scored on the "
+            "validation split (metric_for_best_model, default eval_f1), weak trials pruned at their evaluations. "
+            "Writes output_dir/best_trial.json, a config for run_qa.py. Trials already in the storage count."
+        },
+    )
+    hp_search_storage: str | None = field(
+        default=None,
+        metadata={
+            "help": "Optuna storage URL (default sqlite:///OUTPUT_DIR/hp_search.db, so a search resumes after a "
+            "crash); a database URL (postgresql://...) lets several machines share one search."
+        },
+    )
+    hp_search_study: str = field(default="hp_search", metadata={"help": "Study name inside the storage."})
+    hp_search_space: str | None = field(
+        default=None,
+        metadata={
+            "help": 'JSON file changing the searched space: {"learning_rate": {"low": 1e-5, "high": 1e-4, "log": '
+            'true}, "lora_r": [8, 16], "warmup_steps": null}; null drops a dimension. Any training or LoRA option.'
+        },
+    )
+    hp_search_timeout: float | None = field(
+        default=None, metadata={"help": "Start no new trial after this many seconds of searching."}
+    )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -287,7 +316,7 @@ def build_parser() -> HfArgumentParser:
         allow_abbrev=False,
         usage=USAGE,
         description="Train and evaluate an extractive question-answering model. Options are grouped below as "
-        "model, data, lora and training (transformers.TrainingArguments); a JSON file of them may come first, "
+        "model, data, lora and training (transformers.TrainingArguments, with the hyperparameter search); a JSON file of them may come first, "
         "and flags after it override it.",
     )
 
@@ -366,6 +395,27 @@ def parse_args(argv: list[str] | None = None):
             args=argv, return_remaining_strings=True, look_for_args_file=False)[:4]
     model_args.precision_choice = choice  # for run_qa.py's log: what was picked and why
     return model_args, data_args, lora_args, training_args
+
+
+def given_options(argv: list[str] | None = None) -> dict:
+    """The options this run was given (config file, then flags), without the defaults: what a config repeats.
+
+    Parsed with every default suppressed, so a value the user typed comes back with its type
+    and a value they left out does not come back at all.
+    """
+    import argparse
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = {}
+    if argv and argv[0].endswith(".json"):
+        given.update(json.loads(Path(argv.pop(0)).read_text(encoding="utf-8")))
+    parser = build_parser()
+    for action in parser._actions:
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS
+    flags, _ = parser.parse_known_args(argv)
+    given.update(vars(flags))
+    return json.loads(json.dumps(given, default=str))
 
 
 def _choose_precision(model_args: ModelArguments, training_args: TrainingArguments):

@@ -8,6 +8,7 @@ library (slmqa.modeling, slmqa.training); this file wires them to the Trainer.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import DataCollatorWithPadding, Trainer, default_data_collator
-from transformers.trainer_utils import speed_metrics
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, default_data_collator
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, speed_metrics
 
 from postprocess import PostProcess
 from slmqa.inference.logits import MODEL_INPUTS
@@ -135,6 +136,27 @@ class QATrainer(Trainer):
         return decoded, metrics
 
 
+def search_metric(training_args) -> str:
+    """The evaluation metric a search maximises: metric_for_best_model, else eval_f1."""
+    name = training_args.metric_for_best_model or "eval_f1"
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+class ReportScores(TrainerCallback):
+    """Hands each evaluation's score to a search trial; stops training when the trial is pruned."""
+
+    def __init__(self, metric: str, report):
+        self.metric, self.report = metric, report
+        self.last_step, self.last_score = None, None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and self.metric in metrics:
+            self.last_step, self.last_score = state.global_step, metrics[self.metric]
+            if self.report(state.global_step, self.last_score):
+                control.should_training_stop = True
+        return control
+
+
 class Process:
     """Stage 2: builds the model and the QATrainer, then trains, evaluates and predicts."""
 
@@ -187,6 +209,30 @@ class Process:
         trainer.save_metrics("train", metrics)
         trainer.save_state()
         return metrics
+
+    def train_trial(self, values: dict, report, train_features, eval_examples, eval_features, eval_steps: int) -> float:
+        """One search trial: this run's arguments with `values`, scored on the validation split.
+
+        It evaluates every eval_steps and hands each score to report(step, score), which may stop
+        it (pruning); nothing is saved. Returns the last score, taken at the trial's last step.
+        """
+        args, lora_args = copy.deepcopy(self.training_args), copy.deepcopy(self.lora_args)
+        for name, value in values.items():
+            setattr(args if hasattr(args, name) else lora_args, name, value)
+        if "num_train_epochs" in values and "max_steps" not in values:
+            args.max_steps = -1  # the searched epochs decide the length
+        args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, eval_steps
+        args.save_strategy, args.load_best_model_at_end = SaveStrategy.NO, False
+        args.report_to, args.push_to_hub = [], False
+        metric = search_metric(args)
+        trial = Process(self.model_args, lora_args, args, self.tokenizer, self.post_process, self.pad_to_max_length)
+        trainer = trial.build_trainer(train_features, eval_examples, eval_features)
+        scores = ReportScores(metric, report)
+        trainer.add_callback(scores)
+        trainer.train()
+        if scores.last_step != trainer.state.global_step:  # the final step fell between evaluations
+            scores.last_score = trainer.evaluate()[metric]
+        return scores.last_score
 
     def save_merged(self, adapter_dir: Path) -> None:
         """A plain transformers model with the adapters folded in (adapter_dir/merged): loads without peft.

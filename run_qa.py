@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from transformers import set_seed
 
-from args import parse_args, resolved_arguments
+from args import LoraArguments, QATrainingArguments, given_options, parse_args, resolved_arguments
 from postprocess import PostProcess
 from preprocess import Preprocess
-from process import Process, hub_options
+from process import Process, hub_options, search_metric
 from slmqa.data.splits import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG
 from slmqa.decoding.calibration import CalibrationFit
 from slmqa.decoding.squad_metrics import V1_METRICS, V2_METRICS
@@ -33,6 +34,7 @@ from slmqa.modeling.loading import load_tokenizer
 from slmqa.modeling.precision import cpu_has_native_bf16, slow_cpu_bf16_warning
 from slmqa.reporting.card import write_run_report
 from slmqa.settings import QA_SETTINGS_FILE, check_window, saved_threshold, settings_record
+from slmqa.training import hp_search
 from slmqa.training.checkpoints import WEIGHT_FILES, check_resume_compatible, file_sha256, last_complete_checkpoint
 
 logger = get_logger("run_qa")
@@ -168,7 +170,78 @@ def calibrate_confidence(post_process: PostProcess, trainer, validation, results
     return post_process.calibrate(trainer.eval_decoded, validation, settings)
 
 
-def run(model_args, data_args, lora_args, training_args) -> dict:
+def check_search(data_args, lora_args, training_args) -> dict | None:
+    """With --hp_search_trials: the space to search, checked before any data work; None without it."""
+    if training_args.hp_search_trials < 0:
+        raise ConfigError(f"--hp_search_trials must be 0 (no search) or more, got {training_args.hp_search_trials}.")
+    if not training_args.hp_search_trials:
+        return None
+    if not (training_args.do_train and training_args.do_eval):
+        raise ConfigError("--hp_search_trials trains and scores each trial: it needs training and validation data.")
+    if training_args.world_size > 1:
+        raise ConfigError(
+            "--hp_search_trials runs in one process. To search on several machines, start one search on each "
+            "with the same --hp_search_storage database URL and --hp_search_study."
+        )
+    space = hp_search.default_space(
+        training_args.learning_rate, training_args.max_steps, training_args.num_train_epochs,
+        lora_args.lora_r if lora_args.use_lora else None,
+    )  # fmt: skip
+    if training_args.hp_search_space:
+        known = {f.name for f in fields(QATrainingArguments)} | {f.name for f in fields(LoraArguments)}
+        space = hp_search.read_space(training_args.hp_search_space, known - set(hp_search.SEARCH_OPTIONS), space)
+    return space
+
+
+def reference_steps(training_args, train_features) -> int:
+    """Optimizer steps of the run as given: the scale for the trials' evaluation interval."""
+    if training_args.max_steps > 0:
+        return training_args.max_steps
+    per_step = training_args.train_batch_size * training_args.gradient_accumulation_steps
+    return max(1, math.ceil(len(train_features) / per_step * training_args.num_train_epochs))
+
+
+def search(space, process: Process, training_args, lora_args, given: dict, examples, train_features, eval_features) -> dict:
+    """Optuna trials until the study holds --hp_search_trials finished ones; writes the summary and best_trial.json."""
+    output_dir = Path(training_args.output_dir)
+    metric = search_metric(training_args)
+    # Every trial evaluates at the same steps, so that pruning compares like with like: four
+    # times over the run's own length, or every eval_steps if the run evaluates by steps.
+    by_steps = training_args.eval_strategy == "steps" and training_args.eval_steps
+    eval_steps = int(training_args.eval_steps) if by_steps else max(1, reference_steps(training_args, train_features) // 4)
+    storage = training_args.hp_search_storage or hp_search.default_storage(output_dir)
+    study = hp_search.open_study(storage, training_args.hp_search_study, training_args.seed, pruner_warmup=eval_steps + 1)
+    logger.info("Optuna study '%s' in %s; trials evaluate every %d steps on %s.", study.study_name, storage, eval_steps, metric)
+
+    def run_trial(values: dict, report) -> float:
+        values = hp_search.with_lora_scale(values, lora_args.lora_r, lora_args.lora_alpha)
+        return process.train_trial(values, report, train_features, examples["validation"], eval_features, eval_steps)
+
+    def write_summary(study) -> None:
+        if training_args.should_save:
+            write_json(output_dir / hp_search.SUMMARY_FILE, hp_search.summary(study, space, metric))
+
+    hp_search.run_search(
+        study, space, training_args.hp_search_trials, run_trial, on_trial_end=write_summary,
+        timeout_s=training_args.hp_search_timeout,
+    )  # fmt: skip
+    write_summary(study)
+    best = hp_search.best_trial(study)
+    if best is None:
+        raise ConfigError(f"No trial of study '{study.study_name}' finished (all pruned or failed): see the log above.")
+    values = hp_search.with_lora_scale(best.params, lora_args.lora_r, lora_args.lora_alpha)
+    config_path = output_dir / hp_search.BEST_CONFIG_FILE
+    write_json(config_path, hp_search.best_config(given, values, output_dir))
+    logger.info(
+        "Best trial %d: %s = %.2f with %s. Train it: python run_qa.py %s",
+        best.number, metric, best.value, json.dumps(values), config_path,
+    )  # fmt: skip
+    finished = hp_search.finished_trials(study)
+    return {f"hp_search_best_{metric}": best.value, "hp_search_best_trial": best.number, "hp_search_trials": len(finished)}
+
+
+def run(model_args, data_args, lora_args, training_args, given: dict | None = None) -> dict:
+    """The whole pipeline; `given`: the options as typed (a search writes them, with its best values, to a config)."""
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
     if training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # nothing to pin to without an accelerator
@@ -182,7 +255,8 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     choose_stages(data_args, training_args)
     check_best_metric(data_args, training_args)
     check_reporting(training_args)
-    checkpoint = find_resume_checkpoint(model_args, data_args, lora_args, training_args)
+    space = check_search(data_args, lora_args, training_args)
+    checkpoint = None if space else find_resume_checkpoint(model_args, data_args, lora_args, training_args)
     set_seed(training_args.seed)
 
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, hub_options(model_args))
@@ -191,6 +265,10 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     preprocess = Preprocess(data_args, tokenizer, seed=data_seed, cache_dir=model_args.cache_dir, token=model_args.token)
     splits = [split for split, flag in SPLIT_STAGE_FLAG.items() if getattr(training_args, flag)]
+    if space and "test" in splits:
+        logger.info("The search scores trials on the validation split only; the test split waits for the best trial.")
+        splits.remove("test")
+        training_args.do_predict = False
     examples = preprocess.load(splits)
     check_best_metric_subset(training_args, examples.get("validation"))  # max_answer_length auto is resolved now
     output_dir = Path(training_args.output_dir)
@@ -208,6 +286,9 @@ def run(model_args, data_args, lora_args, training_args) -> dict:
     if training_args.should_save:
         write_json(output_dir / "data_report.json", data_report)
 
+    if space:  # trials write no prediction files
+        process = Process(model_args, lora_args, training_args, tokenizer, PostProcess(preprocess.settings), data_args.pad_to_max_length)
+        return search(space, process, training_args, lora_args, given or {}, examples, train_features, eval_features)
     post_process = PostProcess(preprocess.settings, training_args.output_dir if training_args.should_save else None)
     process = Process(model_args, lora_args, training_args, tokenizer, post_process, data_args.pad_to_max_length)
     trainer = process.build_trainer(train_features, examples.get("validation"), eval_features)
@@ -245,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model_args, data_args, lora_args, training_args = parse_args(argv)
         configure_logging(training_args)
-        run(model_args, data_args, lora_args, training_args)
+        given = given_options(argv) if training_args.hp_search_trials else None
+        run(model_args, data_args, lora_args, training_args, given=given)
     except (ConfigError, DataError) as err:
         setup_logging(logging.INFO)
         logger.error("%s", err)

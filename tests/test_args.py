@@ -76,9 +76,10 @@ def test_help_opens_with_a_short_usage_then_lists_every_group(capsys):
     usage, description = text.split("\n\n")[:2]
     assert usage.startswith("usage: python run_qa.py [config.json]") and len(usage.splitlines()) <= 2
     assert description.startswith("Train and evaluate an extractive question-answering model.")
-    for heading in ("model:", "data:", "lora:", "training (transformers.TrainingArguments):"):
+    for heading in ("model:", "data:", "lora:", "training (transformers.TrainingArguments, and the hyperparameter search):"):
         assert heading in text
-    for option in ("--model_name_or_path", "--doc_stride", "--null_score_diff_threshold", "--lora_r", "--learning_rate"):
+    for option in ("--model_name_or_path", "--doc_stride", "--null_score_diff_threshold", "--lora_r", "--learning_rate",
+                   "--hp_search_trials"):
         assert option in text
 
 
