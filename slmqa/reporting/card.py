@@ -362,3 +362,49 @@ def _threshold(run: RunView) -> str:
         return f"{best:.4f}"
     used = run.arg("DataTrainingArguments", "null_score_diff_threshold")
     return format_value("null_score_diff_threshold", float(used if used is not None else 0.0))
+
+
+# --------------------------------------------------------------------------- the domain-text stage
+
+
+def write_domain_text_card(output_dir: str | Path, run_args: dict, data_report: dict, results: dict) -> Path:
+    """README.md of a --mlm_text run: what the encoder read, its losses, and that QA training comes next."""
+    run = RunView(Path(output_dir), run_args or {}, data_report or {}, results or {}, [], None)
+    text = data_report.get("mlm_text", {})
+    source = text.get("sources", {})
+    where = source.get("folder") or source.get("file") or "?"
+    rows = [(name, value) for name, value in sorted(results.items()) if name.startswith(("train_", "eval_", "epoch"))]
+    metadata = ModelCardData(
+        library_name="transformers", pipeline_tag="question-answering", base_model=run.base_model,
+        license=run.license, tags=["extractive-qa", "domain-adaptive-pretraining"],
+    )  # fmt: skip
+    body = "\n\n".join([
+        f"# {run.output_dir.name or 'domain-text model'}",
+        f"`{run.base_model}` after masked-language-model training on domain text ({where}: {text.get('documents', 0):,} "
+        f"documents, {text.get('tokens', 0):,} tokens, {text.get('chunks', 0):,} windows, "
+        f"{text.get('held_out_chunks', 0):,} held out for perplexity). Saved as a question-answering model: the start "
+        "model's QA head (a new one if it had none) on the trained encoder. It is a starting point, not a finished QA "
+        "model: train it on your questions with `--model_name_or_path` set to this folder.",
+        "## Results\n\n" + markdown_table(["metric", "value"], [[name, format_value(name, value)] for name, value in rows]),
+        "## Reproduce\n\n```bash\npython run_qa.py " + shlex.join(_domain_text_flags(run_args)) + "\n```",
+    ])  # fmt: skip
+    path = run.output_dir / "README.md"
+    path.write_text(str(ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}\n")), encoding="utf-8")
+    return path
+
+
+def _domain_text_flags(run_args: dict) -> list[str]:
+    """The options of the run that are not at their usual values, enough to read it back."""
+    wanted = {
+        "ModelArguments": ("model_name_or_path",),
+        "DataTrainingArguments": ("mlm_text", "max_seq_length", "mlm_probability"),
+        "QATrainingArguments": ("output_dir", "max_steps", "num_train_epochs", "learning_rate",
+                                "per_device_train_batch_size", "seed"),
+    }  # fmt: skip
+    flags = []
+    for group, names in wanted.items():
+        for name in names:
+            value = (run_args.get(group) or {}).get(name)
+            if value is not None:
+                flags += [f"--{name}", str(value)]
+    return flags
