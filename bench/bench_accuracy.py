@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench import RESULTS, bf16_flags, machine, publish
+from bench import RESULTS, bf16_flags, machine, publish, run_logged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,17 +190,7 @@ def build_general(options) -> Path:
 
 def _run_logged(label: str, command: list[str]) -> float:
     """Run one run_qa.py command from the repo root, its log kept beside the results; wall seconds."""
-    print(f"[{label}] {' '.join(str(part) for part in command[1:])}", file=sys.stderr, flush=True)
-    log = WORK / "logs" / f"{label}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with log.open("w", encoding="utf-8") as handle:
-        finished = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
-    wall = time.perf_counter() - started
-    if finished.returncode != 0:
-        tail = log.read_text(encoding="utf-8")[-4000:]
-        raise SystemExit(f"{label} failed (exit {finished.returncode}), log {log}:\n{tail}")
-    return wall
+    return run_logged(label, command, WORK / "logs")
 
 
 def run(name: str, variant: str, train: Path, dev: Path, options) -> dict:

@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from bench import RESULTS, machine, publish
+from bench import RESULTS, ROOT, machine, publish, run_logged
 from bench.bench_accuracy import SHARED, prepare
 
-ROOT = Path(__file__).resolve().parents[1]
 WORK = RESULTS / "domain_text"
 START = ROOT.parent / "shared" / "models" / "general-qa-minilm"
 CORPORA = {
@@ -73,20 +71,11 @@ def mlm_command(start: Path, text: Path, output_dir: Path, steps: int) -> list[s
 
 
 def run(label: str, command: list[str], reuse: bool) -> dict:
-    import subprocess
-
     output_dir = Path(command[command.index("--output_dir") + 1])
     done = output_dir / "all_results.json"
     if not (reuse and done.is_file()):
-        print(f"[{label}] {' '.join(command[1:])}", file=sys.stderr, flush=True)
-        log = WORK / "logs" / f"{label}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        with log.open("w", encoding="utf-8") as handle:
-            finished = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
-        if finished.returncode != 0:
-            raise SystemExit(f"{label} failed (exit {finished.returncode}), log {log}:\n{log.read_text()[-4000:]}")
-        print(f"[{label}] {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        wall = run_logged(label, command, WORK / "logs")
+        print(f"[{label}] {wall:.0f} s", file=sys.stderr, flush=True)
     results = json.loads(done.read_text(encoding="utf-8"))
     keys = ("train_runtime", "total_flos", "train_loss", "eval_exact_match", "eval_f1", "eval_loss", "eval_perplexity")
     return {"command": "python " + " ".join(command[1:]), **{k: results[k] for k in keys if k in results}}

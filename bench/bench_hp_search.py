@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from bench import RESULTS, machine, publish
+from bench import RESULTS, ROOT, machine, publish, run_logged
 from bench.bench_accuracy import SHARED, prepare
 
-ROOT = Path(__file__).resolve().parents[1]
 WORK = RESULTS / "hp_search"
 DEFAULT_START = ROOT.parent / "shared" / "models" / "general-qa-minilm"
 SEARCH_VALIDATION_ARTICLES = 3
@@ -53,20 +51,6 @@ def base_command(start: Path, train: Path, validation: Path, output_dir: Path, s
     ]  # fmt: skip
 
 
-def run_logged(label: str, command: list[str]) -> float:
-    import subprocess
-
-    print(f"[{label}] {' '.join(command[1:])}", file=sys.stderr, flush=True)
-    log = WORK / "logs" / f"{label}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with log.open("a", encoding="utf-8") as handle:
-        finished = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
-    if finished.returncode != 0:
-        raise SystemExit(f"{label} failed (exit {finished.returncode}), log {log}:\n{log.read_text()[-4000:]}")
-    return time.perf_counter() - started
-
-
 def with_values(command: list[str], values: dict) -> list[str]:
     """The command with some options replaced (each flag appears once in base_command)."""
     command = list(command)
@@ -81,7 +65,7 @@ def with_values(command: list[str], values: dict) -> list[str]:
 
 def final_run(label: str, command: list[str]) -> dict:
     output_dir = Path(command[command.index("--output_dir") + 1])
-    wall = run_logged(label, [*command, "--overwrite_output_dir"])
+    wall = run_logged(label, [*command, "--overwrite_output_dir"], WORK / "logs")
     results = json.loads((output_dir / "all_results.json").read_text(encoding="utf-8"))
     return {
         "run": label, "wall_s": round(wall, 1), "exact_match": results.get("eval_exact_match"), "f1": results.get("eval_f1"),
@@ -109,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--hp_search_space", str(options.space)]
     if options.timeout:
         command += ["--hp_search_timeout", str(options.timeout)]
-    search_wall = run_logged("search", command)
+    search_wall = run_logged("search", command, WORK / "logs")
     summary = json.loads((search_dir / "hp_search.json").read_text(encoding="utf-8"))
     best = summary["best"]["values"]
     steps = best.get("max_steps", options.steps)
