@@ -401,10 +401,13 @@ def _domain_text_flags(run_args: dict) -> list[str]:
         "QATrainingArguments": ("output_dir", "max_steps", "num_train_epochs", "learning_rate",
                                 "per_device_train_batch_size", "seed"),
     }  # fmt: skip
+    training = run_args.get("QATrainingArguments") or {}
+    by_steps = (training.get("max_steps") or -1) > 0
     flags = []
     for group, names in wanted.items():
         for name in names:
             value = (run_args.get(group) or {}).get(name)
-            if value is not None:
-                flags += [f"--{name}", str(value)]
+            if value is None or (name, by_steps) in (("max_steps", False), ("num_train_epochs", True)):
+                continue  # one of the two lengths decides: the other is not shown
+            flags += [f"--{name}", str(value)]
     return flags

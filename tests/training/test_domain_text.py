@@ -95,7 +95,9 @@ def test_run_qa_mlm_text_resumes_and_its_output_trains_a_qa_model(tiny_model_dir
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
     report = json.loads((out / "data_report.json").read_text())["mlm_text"]
     assert report["documents"] == 4 and report["held_out_chunks"] >= 1 and report["sources"]["folder"].endswith("docs")
-    assert (out / "README.md").is_file() and (out / "run_args.json").is_file()
+    card = (out / "README.md").read_text()
+    assert "4 documents" in card and "| eval_perplexity |" in card and "--max_steps 4" in card
+    assert "--num_train_epochs" not in card and (out / "run_args.json").is_file()
 
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
