@@ -33,7 +33,7 @@ CORPORA = {
     "covid_qa": {"train": "covid-qa-train.json", "eval": "covid-qa-dev.json", "qa_steps": 100, "mlm_steps": 90,
                  "extra_steps": 100},
     # PolicyQA windows are shorter (a question and one paragraph): an MLM step costs about two QA steps.
-    "policyqa": {"split": "policyqa", "qa_steps": 150, "mlm_steps": 30, "extra_steps": 60},
+    "policyqa": {"split": "policyqa", "qa_steps": 100, "mlm_steps": 20, "extra_steps": 40},
 }  # fmt: skip
 ARMS = ("qa", "qa_more", "mlm_qa")
 

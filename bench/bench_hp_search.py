@@ -1,6 +1,6 @@
 """What a hyperparameter search buys: run_qa.py --hp_search_trials on PolicyQA, best trial vs the recipe's values.
 
-    python -m bench.bench_hp_search [--trials 6] [--steps 150] [--start ../shared/models/general-qa-minilm]
+    python -m bench.bench_hp_search [--trials 4] [--steps 150] [--space bench/spaces/policyqa.json]
 
 The accuracy bench's PolicyQA split (16 articles train, 4 evaluate) from the general-QA model
 (stage one), with the domain recipe's values (learning rate 5e-5, 10% warm-up, batches of 16,
@@ -75,7 +75,7 @@ def final_run(label: str, command: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=6, help="finished trials in the study (stored ones count)")
+    parser.add_argument("--trials", type=int, default=4, help="finished trials in the study (stored ones count)")
     parser.add_argument("--steps", type=int, default=150, help="the recipe's optimizer steps of 16 windows")
     parser.add_argument("--start", type=Path, default=DEFAULT_START, help="the general-QA model the runs start from")
     parser.add_argument("--space", type=Path, help="an --hp_search_space file (default: run_qa.py's space)")
