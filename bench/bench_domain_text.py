@@ -77,8 +77,11 @@ def run(label: str, command: list[str], reuse: bool) -> dict:
         wall = run_logged(label, command, WORK / "logs")
         print(f"[{label}] {wall:.0f} s", file=sys.stderr, flush=True)
     results = json.loads(done.read_text(encoding="utf-8"))
-    keys = ("train_runtime", "total_flos", "train_loss", "eval_exact_match", "eval_f1", "eval_loss", "eval_perplexity")
-    return {"command": "python " + " ".join(command[1:]), **{k: results[k] for k in keys if k in results}}
+    keys = ("train_runtime", "train_loss", "eval_exact_match", "eval_f1", "eval_loss", "eval_perplexity")
+    row = {"command": "python " + " ".join(command[1:]), **{k: results[k] for k in keys if k in results}}
+    # The Trainer's count of training FLOPs (6 x non-embedding parameters x tokens) is kept in its state.
+    row["total_flos"] = json.loads((output_dir / "trainer_state.json").read_text(encoding="utf-8"))["total_flos"]
+    return row
 
 
 def arm(corpus: str, name: str, reuse: bool) -> dict:
@@ -101,12 +104,12 @@ def arm(corpus: str, name: str, reuse: bool) -> dict:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| data | arm | MLM steps | QA steps | compute (PFLOPs, Trainer) | train s | MLM held-out perplexity | EM | F1 |",
+    lines = ["| data | arm | MLM steps | QA steps | compute (TFLOPs, Trainer) | train s | MLM held-out perplexity | EM | F1 |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         perplexity = r.get("mlm", {}).get("eval_perplexity")
         lines.append(
-            f"| {r['corpus']} | {r['arm']} | {r['mlm_steps']} | {r['qa_steps']} | {r['total_flos'] / 1e15:.2f} "
+            f"| {r['corpus']} | {r['arm']} | {r['mlm_steps']} | {r['qa_steps']} | {r['total_flos'] / 1e12:.1f} "
             f"| {r['train_seconds']:.0f} | {'' if perplexity is None else f'{perplexity:.1f}'} | {r['exact_match']:.2f} "
             f"| {r['f1']:.2f} |"
         )
