@@ -137,37 +137,10 @@ class DataTrainingArguments:
         },
     )
 
-    mlm_text: str | None = field(
-        default=None,
-        metadata={
-            "help": "Domain text for masked-language-model training instead of QA training: a documents folder "
-            "(as serve.py reads: txt, md, html, pdf, SQuAD json) or one such file (a SQuAD file gives its contexts). "
-            "The output is a QA model (the start model's QA head on the domain-trained encoder) for "
-            "--model_name_or_path of the QA stage. Never put evaluation documents here."
-        },
-    )
-    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked in --mlm_text training."})
-    mlm_held_out: float = field(
-        default=0.05,
-        metadata={"help": "Fraction of the --mlm_text windows kept out of training to measure perplexity on."},
-    )
-
     def __post_init__(self) -> None:
-        if not (self.dataset_name or self.train_file or self.validation_file or self.test_file or self.mlm_text):
-            raise ConfigError(
-                "No data given: pass dataset_name, at least one of train_file/validation_file/test_file, or mlm_text."
-            )
-        if self.mlm_text and (self.dataset_name or self.train_file or self.validation_file or self.test_file):
-            raise ConfigError(
-                "--mlm_text is a stage of its own (masked-language-model training on domain text): run it first, "
-                "then QA training with --model_name_or_path set to its output_dir."
-            )
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ConfigError(f"mlm_probability must be within (0, 1), got {self.mlm_probability}.")
-        if not 0.0 <= self.mlm_held_out < 1.0:
-            raise ConfigError(f"mlm_held_out must be within [0, 1), got {self.mlm_held_out}.")
-        if not self.mlm_text:  # domain text is cut without overlap: doc_stride plays no part there
-            check_window(self.max_seq_length, self.doc_stride)
+        if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
+            raise ConfigError("No data given: pass dataset_name or at least one of train_file/validation_file/test_file.")
+        check_window(self.max_seq_length, self.doc_stride)
         if self.strict:
             self.max_bad_fraction = 0.0
         if not 0.0 <= self.max_bad_fraction <= 1.0:

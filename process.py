@@ -16,13 +16,7 @@ from pathlib import Path
 
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import (
-    DataCollatorForLanguageModeling,
-    DataCollatorWithPadding,
-    Trainer,
-    TrainerCallback,
-    default_data_collator,
-)
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, default_data_collator
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, speed_metrics
 
 from postprocess import PostProcess
@@ -263,41 +257,3 @@ class Process:
         self.trainer.log_metrics("predict", metrics)
         self.trainer.save_metrics("predict", metrics)
         return metrics
-
-
-class MaskedTokensTrainer(Trainer):
-    """Training loss from the masked tokens only: the vocabulary-wide output layer runs on the 15% of the
-    tokens that are masked instead of all of them, which would otherwise cost about as much as the encoder.
-
-    BERT-family heads (`model.cls`); other models, and evaluation, use the model's own loss.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.model_accepts_loss_kwargs = False  # a mean per batch: the Trainer divides by accumulation steps
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        head = getattr(model, "cls", None)
-        if head is None or return_outputs:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        import torch.nn.functional as F
-
-        labels = inputs["labels"]
-        hidden = model.base_model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
-        masked = labels != -100
-        return F.cross_entropy(head(hidden[masked]).float(), labels[masked])
-
-
-def masked_lm_trainer(model, training_args, tokenizer, train_ids: list, held_out_ids: list, mlm_probability: float):
-    """The Trainer of the domain-text stage: random masks drawn per batch, perplexity on the held-out windows."""
-    collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=mlm_probability, pad_to_multiple_of=padding_multiple(training_args)
-    )
-    return MaskedTokensTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=Dataset.from_dict({"input_ids": train_ids}),
-        eval_dataset=Dataset.from_dict({"input_ids": held_out_ids}) if held_out_ids else None,
-        processing_class=tokenizer,
-        data_collator=collator,
-    )

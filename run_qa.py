@@ -24,7 +24,7 @@ from transformers import set_seed
 from args import LoraArguments, QATrainingArguments, given_options, parse_args, resolved_arguments
 from postprocess import PostProcess
 from preprocess import Preprocess
-from process import Process, hub_options, masked_lm_trainer, search_metric
+from process import Process, hub_options, search_metric
 from slmqa.data.splits import SPLIT_FILE_ARG, SPLIT_STAGE_FLAG
 from slmqa.decoding.calibration import CalibrationFit
 from slmqa.decoding.squad_metrics import V1_METRICS, V2_METRICS
@@ -32,7 +32,7 @@ from slmqa.errors import ConfigError, DataError
 from slmqa.logs import get_logger, setup_logging
 from slmqa.modeling.loading import load_tokenizer
 from slmqa.modeling.precision import cpu_has_native_bf16, slow_cpu_bf16_warning
-from slmqa.reporting.card import write_domain_text_card, write_run_report
+from slmqa.reporting.card import write_run_report
 from slmqa.settings import QA_SETTINGS_FILE, check_window, saved_threshold, settings_record
 from slmqa.training import hp_search
 from slmqa.training.checkpoints import WEIGHT_FILES, check_resume_compatible, file_sha256, last_complete_checkpoint
@@ -240,80 +240,6 @@ def search(space, process: Process, training_args, lora_args, given: dict, examp
     return {f"hp_search_best_{metric}": best.value, "hp_search_best_trial": best.number, "hp_search_trials": len(finished)}
 
 
-def read_domain_text(path: str) -> tuple[list[str], dict]:
-    """The texts of --mlm_text: a documents folder (as serve.py reads it) or one file; where they came from."""
-    from slmqa.serving.documents import DocumentError, read_file, read_folder
-
-    source = Path(path)
-    try:
-        if source.is_dir():
-            documents, folder_report = read_folder(source)
-            return [d.text for d in documents], {"folder": str(source), "skipped_files": dict(folder_report.skipped)}
-        if source.is_file():
-            documents = read_file(source, source.name)
-            if not documents:
-                raise ConfigError(f"--mlm_text {source}: no text in this file.")
-            return [d.text for d in documents], {"file": str(source)}
-    except DocumentError as err:
-        raise ConfigError(f"--mlm_text: {err}") from None
-    raise ConfigError(f"--mlm_text: no such folder or file: {source}")
-
-
-def run_mlm(model_args, data_args, lora_args, training_args) -> dict:
-    """The optional stage before domain QA: masked-language-model training on domain text.
-
-    Same options, resume and reports as a QA run; what it saves is a QA model (the start model's
-    head on the trained encoder), ready for --model_name_or_path.
-    """
-    from slmqa.data.text_chunks import ChunkReport, chunk_texts, hold_out
-    from slmqa.modeling.mlm import load_mlm_model, qa_model_with_encoder
-
-    if training_args.hp_search_trials or lora_args.use_lora:
-        raise ConfigError("--mlm_text trains the whole encoder, one run: leave out --hp_search_trials and --use_lora.")
-    training_args.do_train, training_args.do_predict = True, False
-    checkpoint = find_resume_checkpoint(model_args, data_args, lora_args, training_args)
-    set_seed(training_args.seed)
-    hub = hub_options(model_args)
-    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, hub)
-    check_window(data_args.max_seq_length, 0, model_limit=tokenizer.model_max_length)
-    texts, source = read_domain_text(data_args.mlm_text)
-    report = ChunkReport(sources=source)
-    chunks = chunk_texts(texts, tokenizer, data_args.max_seq_length, report)
-    if not chunks:
-        raise ConfigError(f"--mlm_text {data_args.mlm_text}: no text to train on after tokenizing.")
-    train_ids, held_out_ids = hold_out(chunks, data_args.mlm_held_out, training_args.seed)
-    report.held_out_chunks = len(held_out_ids)
-    if not held_out_ids:
-        training_args.do_eval, training_args.eval_strategy = False, "no"
-    logger.info(
-        "Domain text: %d documents, %d tokens -> %d windows of up to %d tokens (%d held out for perplexity).",
-        report.documents, report.tokens, report.chunks, data_args.max_seq_length, len(held_out_ids),
-    )  # fmt: skip
-    output_dir = Path(training_args.output_dir)
-    arguments = run_record(model_args, data_args, lora_args, training_args)
-    data_report = {"mlm_text": report.as_dict()}
-    if training_args.should_save:
-        write_json(output_dir / "run_args.json", arguments)
-        write_json(output_dir / "data_report.json", data_report)
-    model = load_mlm_model(model_args.model_name_or_path, hub, config_name=model_args.config_name)
-    trainer = masked_lm_trainer(model, training_args, tokenizer, train_ids, held_out_ids, data_args.mlm_probability)
-    results = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
-    results["train_windows"] = len(train_ids)
-    if held_out_ids:
-        results.update(trainer.evaluate())
-        results["eval_perplexity"] = math.exp(min(results["eval_loss"], 50.0))
-    trainer.log_metrics("all", results)
-    if training_args.should_save:
-        qa_model = qa_model_with_encoder(trainer.model, model_args.model_name_or_path, hub, model_args.config_name)
-        qa_model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
-        trainer.save_metrics("all", results, combined=False)
-        trainer.save_state()
-        write_domain_text_card(output_dir, arguments, data_report, results)
-        logger.info("Saved a QA model with the domain-trained encoder to %s: pass it as --model_name_or_path.", output_dir)
-    return results
-
-
 def run(model_args, data_args, lora_args, training_args, given: dict | None = None) -> dict:
     """The whole pipeline; `given`: the options as typed (a search writes them, with its best values, to a config)."""
     logger.info("Device: %s, processes: %d", training_args.device, training_args.world_size)
@@ -326,12 +252,9 @@ def run(model_args, data_args, lora_args, training_args, given: dict | None = No
         warning = slow_cpu_bf16_warning("--bf16 trains", cpu_has_native_bf16())
         if warning:
             logger.warning(warning)
-    if not data_args.mlm_text:
-        choose_stages(data_args, training_args)
-        check_best_metric(data_args, training_args)
+    choose_stages(data_args, training_args)
+    check_best_metric(data_args, training_args)
     check_reporting(training_args)
-    if data_args.mlm_text:
-        return run_mlm(model_args, data_args, lora_args, training_args)
     space = check_search(data_args, lora_args, training_args)
     checkpoint = None if space else find_resume_checkpoint(model_args, data_args, lora_args, training_args)
     set_seed(training_args.seed)
