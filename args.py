@@ -316,8 +316,8 @@ def build_parser() -> HfArgumentParser:
         allow_abbrev=False,
         usage=USAGE,
         description="Train and evaluate an extractive question-answering model. Options are grouped below as "
-        "model, data, lora and training (transformers.TrainingArguments, with the hyperparameter search); a JSON file of them may come first, "
-        "and flags after it override it.",
+        "model, data, lora and training (transformers.TrainingArguments, with the hyperparameter search); a JSON file "
+        "of them may come first, and flags after it override it.",
     )
 
 

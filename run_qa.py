@@ -201,17 +201,24 @@ def reference_steps(training_args, train_features) -> int:
     return max(1, math.ceil(len(train_features) / per_step * training_args.num_train_epochs))
 
 
-def search(space, process: Process, training_args, lora_args, given: dict, examples, train_features, eval_features) -> dict:
+def search(space, process: Process, training_args, lora_args, given: dict, examples, train_features, eval_features):
     """Optuna trials until the study holds --hp_search_trials finished ones; writes the summary and best_trial.json."""
     output_dir = Path(training_args.output_dir)
     metric = search_metric(training_args)
     # Every trial evaluates at the same steps, so that pruning compares like with like: four
     # times over the run's own length, or every eval_steps if the run evaluates by steps.
-    by_steps = training_args.eval_strategy == "steps" and training_args.eval_steps
-    eval_steps = int(training_args.eval_steps) if by_steps else max(1, reference_steps(training_args, train_features) // 4)
+    if training_args.eval_strategy == "steps" and training_args.eval_steps:
+        eval_steps = int(training_args.eval_steps)
+    else:
+        eval_steps = max(1, reference_steps(training_args, train_features) // 4)
     storage = training_args.hp_search_storage or hp_search.default_storage(output_dir)
-    study = hp_search.open_study(storage, training_args.hp_search_study, training_args.seed, pruner_warmup=eval_steps + 1)
-    logger.info("Optuna study '%s' in %s; trials evaluate every %d steps on %s.", study.study_name, storage, eval_steps, metric)
+    # A trial's first evaluation never prunes it (pruner_warmup): early scores say little.
+    study = hp_search.open_study(
+        storage, training_args.hp_search_study, training_args.seed, pruner_warmup=eval_steps + 1
+    )
+    logger.info(
+        "Optuna study '%s' in %s; trials evaluate every %d steps on %s.", study.study_name, storage, eval_steps, metric
+    )
 
     def run_trial(values: dict, report) -> float:
         values = hp_search.with_lora_scale(values, lora_args.lora_r, lora_args.lora_alpha)
@@ -237,7 +244,9 @@ def search(space, process: Process, training_args, lora_args, given: dict, examp
         best.number, metric, best.value, json.dumps(values), config_path,
     )  # fmt: skip
     finished = hp_search.finished_trials(study)
-    return {f"hp_search_best_{metric}": best.value, "hp_search_best_trial": best.number, "hp_search_trials": len(finished)}
+    return {
+        f"hp_search_best_{metric}": best.value, "hp_search_best_trial": best.number, "hp_search_trials": len(finished)
+    }  # fmt: skip
 
 
 def run(model_args, data_args, lora_args, training_args, given: dict | None = None) -> dict:
@@ -287,7 +296,9 @@ def run(model_args, data_args, lora_args, training_args, given: dict | None = No
         write_json(output_dir / "data_report.json", data_report)
 
     if space:  # trials write no prediction files
-        process = Process(model_args, lora_args, training_args, tokenizer, PostProcess(preprocess.settings), data_args.pad_to_max_length)
+        trial_post_process = PostProcess(preprocess.settings)
+        pad = data_args.pad_to_max_length
+        process = Process(model_args, lora_args, training_args, tokenizer, trial_post_process, pad)
         return search(space, process, training_args, lora_args, given or {}, examples, train_features, eval_features)
     post_process = PostProcess(preprocess.settings, training_args.output_dir if training_args.should_save else None)
     process = Process(model_args, lora_args, training_args, tokenizer, post_process, data_args.pad_to_max_length)

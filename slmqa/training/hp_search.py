@@ -61,7 +61,9 @@ def default_space(learning_rate: float, max_steps: int, num_train_epochs: float,
     twice the given one, warm-up 0-20% of the steps, and the LoRA rank when LoRA is on.
     """
     if learning_rate <= 0:
-        raise ConfigError(f"--hp_search_trials searches around --learning_rate, which must be positive (got {learning_rate}).")
+        raise ConfigError(
+            f"--hp_search_trials searches around --learning_rate, which must be positive (got {learning_rate})."
+        )
     space: dict[str, Dimension] = {"learning_rate": Range(learning_rate / 4, learning_rate * 4, log=True)}
     if max_steps > 0:
         space["max_steps"] = Range(max(1, max_steps // 2), max(2, max_steps * 2), integer=True)
