@@ -86,9 +86,11 @@ def by_css(selector):
 
 
 def wait(driver, condition, message: str = ""):
+    """Poll `condition` until it holds; an element the page re-rendered meanwhile (stale) just means: poll again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S).until(condition, message)
+    return WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
 
 
 def text_of(driver, selector: str) -> str:
