@@ -363,19 +363,8 @@ def parse_args(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     parser.set_defaults(**multi_process_cpu_defaults())
-    if argv and argv[0].endswith(".json"):
-        config_path = Path(argv.pop(0))
-        if not config_path.is_file():
-            raise ConfigError(f"Config file not found: {config_path}")
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{config_path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-        if not isinstance(config, dict):
-            raise ConfigError(f"{config_path}: expected a JSON object of option names to values.")
-        unknown = sorted(set(config) - set(_field_names()))
-        if unknown:
-            raise _unknown(unknown, str(config_path))
+    config = read_config(argv)
+    if config:
         parser.set_defaults(**config)
     try:
         *parsed, remaining = parser.parse_args_into_dataclasses(
@@ -397,6 +386,25 @@ def parse_args(argv: list[str] | None = None):
     return model_args, data_args, lora_args, training_args
 
 
+def read_config(argv: list[str]) -> dict:
+    """The JSON config file that may open argv (taken off argv), checked; {} without one."""
+    if not (argv and argv[0].endswith(".json")):
+        return {}
+    config_path = Path(argv.pop(0))
+    if not config_path.is_file():
+        raise ConfigError(f"Config file not found: {config_path}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{config_path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{config_path}: expected a JSON object of option names to values.")
+    unknown = sorted(set(config) - set(_field_names()))
+    if unknown:
+        raise _unknown(unknown, str(config_path))
+    return config
+
+
 def given_options(argv: list[str] | None = None) -> dict:
     """The options this run was given (config file, then flags), without the defaults: what a config repeats.
 
@@ -406,9 +414,7 @@ def given_options(argv: list[str] | None = None) -> dict:
     import argparse
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    given = {}
-    if argv and argv[0].endswith(".json"):
-        given.update(json.loads(Path(argv.pop(0)).read_text(encoding="utf-8")))
+    given = read_config(argv)
     parser = build_parser()
     for action in parser._actions:
         if action.dest != "help":

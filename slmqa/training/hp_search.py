@@ -25,7 +25,6 @@ STORAGE_FILE = "hp_search.db"
 SUMMARY_FILE = "hp_search.json"
 BEST_CONFIG_FILE = "best_trial.json"
 BEST_OUTPUT_SUBDIR = "best"
-DEFAULT_STUDY = "hp_search"
 # A trial whose process died stops sending heartbeats; after the grace period the next trial to
 # start marks it failed and queues it again with the same values.
 HEARTBEAT_S = 30
